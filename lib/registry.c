@@ -1,0 +1,58 @@
+/* registry.c - the format drivers compiled in, lookup by name, probing.
+ *
+ * Probing rule (INTERFACE.md): the best score wins; raw scores 1 for
+ * anything, so an image nobody recognises is raw. dk_open then opens a
+ * probed raw image read-only: a guest can write any header into a raw
+ * disk, so a probed result must never be trusted for writes.
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const struct dk_driver *const drivers[] = {
+    &dk_drv_raw,
+};
+
+static const char *names[DK_ARRAY_SIZE(drivers) + 1];
+
+const char *const *dk_formats(void)
+{
+    for (size_t i = 0; i < DK_ARRAY_SIZE(drivers); i++)
+        names[i] = drivers[i]->name;
+    return names;
+}
+
+const struct dk_driver *dk_driver_find(const char *name)
+{
+    for (size_t i = 0; i < DK_ARRAY_SIZE(drivers); i++)
+        if (!strcmp(drivers[i]->name, name))
+            return drivers[i];
+    return NULL;
+}
+
+const struct dk_driver *dk_driver_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    const struct dk_driver *best = &dk_drv_raw;
+    int best_score = 0;
+    for (size_t i = 0; i < DK_ARRAY_SIZE(drivers); i++) {
+        if (!drivers[i]->probe)
+            continue;
+        int s = drivers[i]->probe(buf, len, filename);
+        if (s > best_score) {
+            best_score = s;
+            best = drivers[i];
+        }
+    }
+    return best;
+}
+
+const struct dk_optdesc *dk_create_options(const char *format)
+{
+    const struct dk_driver *d = dk_driver_find(format);
+    static const struct dk_optdesc none[] = { { 0 } };
+    if (!d)
+        return NULL;
+    return d->create_opts ? d->create_opts : none;
+}

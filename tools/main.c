@@ -1,0 +1,66 @@
+/* main.c - the diskkit command dispatcher.
+ * Each command lives in tools/cmd_<name>.c; add it to the table below.
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tool.h"
+
+typedef int (*cmd_fn)(int argc, char **argv);
+
+struct command {
+    const char *name;
+    cmd_fn fn;
+    const char *summary;
+};
+
+/* Image commands (qemu-img compatible), then guest commands (virt-*). */
+/* One line per command: add yours here and its prototype above the table. */
+
+static const struct command commands[] = {
+    { "version", NULL, "print the version" },
+};
+
+const char *tool_cmd = "diskkit";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: diskkit COMMAND [OPTIONS] ...\n"
+        "       diskkit COMMAND --help\n"
+        "       diskkit --version\n\n"
+        "An offline disk-image toolkit: qemu-img compatible image commands and\n"
+        "appliance-free guest filesystem access.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nFormats:");
+    for (const char *const *n = dk_formats(); *n; n++)
+        fprintf(f, " %s", *n);
+    fprintf(f, "\n\nExit status: 0 success, 1 failure; check and compare have their own\n"
+               "codes (see diskkit(1)).\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("diskkit version %s\n", DK_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (commands[i].fn && !strcmp(argv[1], commands[i].name)) {
+            tool_cmd = commands[i].name;
+            return commands[i].fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "diskkit: unknown command '%s' (try 'diskkit --help')\n", argv[1]);
+    return 1;
+}
