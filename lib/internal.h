@@ -197,6 +197,19 @@ struct dk_driver {
     int (*snapshot_apply)(struct dk_image *img, const char *id_or_name);
     int (*snapshot_delete)(struct dk_image *img, const char *id_or_name);
 
+    /* Optional: compressed writes (convert -c). The copy engine calls
+     * `compress` WITHOUT the image lock, from worker threads (it must be
+     * pure: read only immutable state such as cluster size and codec),
+     * then `write_compressed` in guest order under the lock. OFF is
+     * cluster-aligned; IN_LEN is one cluster (less at the image end).
+     * compress returns the compressed length, 0 when compression does not
+     * save space (then write_compressed gets the plain data with
+     * CLEN == 0 and stores it uncompressed), or -errno. */
+    ssize_t (*compress)(struct dk_image *img, const void *in, size_t in_len,
+                        void *out, size_t cap);
+    int (*write_compressed)(struct dk_image *img, uint64_t off, const void *cdata,
+                            size_t clen, const void *plain, size_t plain_len);
+
     /* Optional: amend, backing rewrite, measure. */
     int (*amend)(struct dk_image *img, const struct dk_opts *opts);
     int (*set_backing)(struct dk_image *img, const char *name, const char *fmt);
