@@ -376,11 +376,13 @@ int vdi_flush(struct dk_image *img)
 
 /* ------------------------------------------------------ block status */
 
-/* Class of guest block B: 0 unallocated, DK_BS_ZERO, DK_BS_DATA. */
+/* Class of guest block B: DK_BS_DATA or DK_BS_ZERO. Both 0xFFFFFFFF and
+ * 0xFFFFFFFE read as zeros and, VDI having no backing file, are reported
+ * as allocated zeros in this layer: qemu-img map prints them that way
+ * ("present": true, "zero": true). */
 static unsigned block_class(const struct vdi_state *s, uint32_t b)
 {
-    uint32_t e = s->map[b];
-    return e == VDI_MAP_UNALLOCATED ? 0 : e == VDI_MAP_ZERO ? DK_BS_ZERO : DK_BS_DATA;
+    return vdi_entry_allocated(s->map[b]) ? DK_BS_DATA : DK_BS_ZERO;
 }
 
 static int vdi_block_status(struct dk_image *img, uint64_t off, uint64_t len,
@@ -408,7 +410,7 @@ static int vdi_block_status(struct dk_image *img, uint64_t off, uint64_t len,
         ext->host_offset = vdi_block_host(s, s->map[b]) + in;
         ext->host_file = img->filename;
     } else {
-        ext->flags = cls ? DK_BS_ZERO | DK_BS_ALLOCATED : 0;
+        ext->flags = DK_BS_ZERO | DK_BS_ALLOCATED;
     }
     return 0;
 }

@@ -136,7 +136,7 @@ START_TEST(dynamic_roundtrip_and_qemu)
     ck_assert_int_eq(dk_pwrite(v, z, MiB, 9 * MiB), 0);
     struct dk_extent e;
     ck_assert_int_eq(dk_block_status(v, 9 * MiB, MiB, DK_BS_THIS_LAYER, &e), 0);
-    ck_assert_uint_eq(e.flags, 0);
+    ck_assert_uint_eq(e.flags, DK_BS_ZERO | DK_BS_ALLOCATED);
     /* Two consecutive blocks with consecutive host offsets merge. */
     ck_assert_int_eq(dk_block_status(v, 6 * MiB, 4 * MiB, DK_BS_THIS_LAYER, &e), 0);
     ck_assert_uint_eq(e.flags, DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID);
