@@ -114,7 +114,8 @@ static size_t src_index(const struct copy_state *st, uint64_t off)
 }
 
 /* Block status of the concatenated sources at OFF (at most LEN bytes, never
- * crossing a source boundary). Sets *ZERO for ranges that read as zeros. */
+ * crossing a source boundary). Sets *ZERO for ranges that read as zeros.
+ * Caller holds st->mu (only the planner calls it). */
 static int src_status(struct copy_state *st, uint64_t off, uint64_t len, bool *zero,
                       uint64_t *run)
 {
@@ -124,8 +125,16 @@ static int src_status(struct copy_state *st, uint64_t off, uint64_t len, bool *z
     len = DK_MIN(len, st->starts[i + 1] - off);
     struct dk_extent e;
     int r = dk_block_status(s, rel, len, 0, &e);
-    if (r < 0)
-        return fail_img(st, s, r);
+    if (r < 0) {
+        /* Called by the planner with st->mu held: record without fail(),
+         * which would lock st->mu again (self-deadlock). */
+        if (!st->err) {
+            st->err = r;
+            snprintf(st->errmsg, sizeof(st->errmsg), "%s", dk_image_errmsg(s));
+        }
+        pthread_cond_broadcast(&st->cv);
+        return r;
+    }
     *zero = (e.flags & DK_BS_ZERO) || !(e.flags & (DK_BS_DATA | DK_BS_ALLOCATED));
     *run = e.length;
     return 0;
