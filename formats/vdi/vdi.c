@@ -405,13 +405,24 @@ static int vdi_block_status(struct dk_image *img, uint64_t off, uint64_t len,
         run += bs;
     }
     ext->length = DK_MIN(run, len);
-    if (cls == DK_BS_DATA) {
-        ext->flags = DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID;
-        ext->host_offset = vdi_block_host(s, s->map[b]) + in;
-        ext->host_file = img->filename;
-    } else {
+    if (cls != DK_BS_DATA) {
         ext->flags = DK_BS_ZERO | DK_BS_ALLOCATED;
+        return 0;
     }
+    ext->flags = DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID;
+    ext->host_offset = vdi_block_host(s, s->map[b]) + in;
+    ext->host_file = img->filename;
+    /* Holes in the file (static images, punched blocks) read as zeros:
+     * report them as zero data, as qemu-img map does. */
+    bool data;
+    uint64_t frun;
+    int r = dk_file_extent(img->file, ext->host_offset, ext->length, &data, &frun);
+    if (r < 0)
+        return dk_set_error(img, r, "vdi: block status: %s", strerror(-r));
+    if (frun && frun < ext->length)
+        ext->length = frun;
+    if (!data)
+        ext->flags |= DK_BS_ZERO;
     return 0;
 }
 

@@ -175,9 +175,15 @@ START_TEST(static_create)
     ck_assert_uint_eq(fsize("s.vdi"), 1024 + 3ull * MiB);
     struct dk_image *v = open_img("s.vdi", "vdi", DK_OPEN_RDWR);
     struct dk_extent e;
+    /* Identity map; the file is sparse past its first page, and holes are
+     * zero data, as qemu-img map shows them. */
     ck_assert_int_eq(dk_block_status(v, 0, 3 * MiB, DK_BS_THIS_LAYER, &e), 0);
-    ck_assert_uint_eq(e.length, 3 * MiB);
+    ck_assert_uint_eq(e.flags, DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID);
+    ck_assert_uint_eq(e.length, 3072);
     ck_assert_uint_eq(e.host_offset, 1024);
+    ck_assert_int_eq(dk_block_status(v, 2 * MiB, MiB, DK_BS_THIS_LAYER, &e), 0);
+    ck_assert_uint_eq(e.flags, DK_BS_DATA | DK_BS_ZERO | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID);
+    ck_assert_uint_eq(e.host_offset, 1024 + 2 * MiB);
     uint8_t buf[512];
     fill(buf, sizeof(buf), 9);
     ck_assert_int_eq(dk_pwrite(v, buf, sizeof(buf), MiB + 512), 0);
