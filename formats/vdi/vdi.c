@@ -483,7 +483,10 @@ static int new_index(struct dk_image *img, uint32_t *out)
 }
 
 /* Allocates guest block B and writes N bytes of BUF at IN inside it; the
- * rest of the block is zero-filled. */
+ * rest of the block must read as zeros. A block past the end of the file
+ * (the usual case: blocks are appended) already does once the file is
+ * extended over it, so only the data is written and copy-style writes in
+ * pieces cost no extra I/O; a reused index gets a zero-filled whole block. */
 static int alloc_write(struct dk_image *img, uint32_t b, const uint8_t *buf,
                        size_t n, uint64_t in)
 {
@@ -493,18 +496,25 @@ static int alloc_write(struct dk_image *img, uint32_t b, const uint8_t *buf,
     int r = new_index(img, &idx);
     if (r < 0)
         return r;
+    uint64_t host = vdi_block_host(s, idx);
+    bool fresh = host - s->hdr.block_extra >= s->file_size;
     const uint8_t *src = buf;
-    if (n != bs) {
+    uint64_t at = host + in;
+    size_t len = n;
+    if (!fresh && n != bs) {
         if (!s->bounce && !(s->bounce = malloc(bs)))
             return dk_set_error(img, -ENOMEM, "out of memory");
         memset(s->bounce, 0, bs);
         memcpy(s->bounce + in, buf, n);
         src = s->bounce;
+        at = host;
+        len = bs;
     }
-    uint64_t host = vdi_block_host(s, idx);
-    r = dk_file_pwrite(img->file, src, bs, host);
+    r = dk_file_pwrite(img->file, src, len, at);
+    if (r == 0 && at + len < host + bs)
+        r = dk_file_truncate(img->file, host + bs);
     if (r < 0)
-        return dk_set_error(img, r, "vdi: write at host offset %" PRIu64 ": %s", host,
+        return dk_set_error(img, r, "vdi: write at host offset %" PRIu64 ": %s", at,
                             strerror(-r));
     s->file_size = DK_MAX(s->file_size, host + bs);
     s->map[b] = idx;
