@@ -445,6 +445,57 @@ START_TEST(resize)
 }
 END_TEST
 
+/* After a crash the header count may lag behind the map, and unreferenced
+ * blocks with stale data may follow: new blocks must neither overwrite a
+ * referenced block nor show the stale bytes. */
+START_TEST(stale_count_and_orphans)
+{
+    three_blocks("x.vdi");
+    patch32("x.vdi", 388, 1);                       /* count lags: 1 of 3 */
+    struct dk_image *v = open_img("x.vdi", "vdi", DK_OPEN_RDWR);
+    uint8_t buf[512];
+    fill(buf, sizeof(buf), 6);
+    ck_assert_int_eq(dk_pwrite(v, buf, sizeof(buf), 3 * MiB + 4096), 0);
+    ck_assert_int_eq(dk_close(v), 0);
+    ck_assert_uint_eq(fsize("x.vdi"), 1024 + 4ull * MiB);   /* index 3, appended */
+
+    three_blocks("y.vdi");
+    patch32("y.vdi", 512 + 4, 0xffffffff);          /* orphans: indices 1 and 2 */
+    patch32("y.vdi", 512 + 8, 0xffffffff);
+    patch32("y.vdi", 388, 1);
+    v = open_img("y.vdi", "vdi", DK_OPEN_RDWR);
+    ck_assert_int_eq(dk_pwrite(v, buf, sizeof(buf), 3 * MiB + 4096), 0);
+    ck_assert_int_eq(dk_close(v), 0);
+    ck_assert_uint_eq(fsize("y.vdi"), 1024 + 3ull * MiB);   /* index 1 reused */
+
+    uint8_t *want = malloc(4 * MiB), *got = malloc(4 * MiB);
+    const char *names[] = { "x.vdi", "y.vdi" };
+    for (int i = 0; i < 2; i++) {
+        fill(want, 3 * MiB, 8);
+        if (i == 1)
+            memset(want + MiB, 0, 2 * MiB);
+        memset(want + 3 * MiB, 0, MiB);
+        memcpy(want + 3 * MiB + 4096, buf, sizeof(buf));
+        v = open_img(names[i], "vdi", 0);
+        ck_assert_int_eq(dk_pread(v, got, 4 * MiB, 0), 0);
+        ck_assert_msg(memcmp(got, want, 4 * MiB) == 0, "%s content", names[i]);
+        dk_close(v);
+        if (have_qemu) {       /* qemu reads the same content */
+            FILE *f = fopen(path("want.raw"), "wb");
+            ck_assert_ptr_nonnull(f);
+            ck_assert_uint_eq(fwrite(want, 1, 4 * MiB, f), 4 * MiB);
+            fclose(f);
+            ck_assert_int_eq(sh("qemu-img compare -q -f vdi -F raw %s %s", path(names[i]),
+                                path("want.raw")), 0);
+        }
+    }
+    free(want);
+    free(got);
+    if (have_qemu)
+        ck_assert_int_eq(sh("qemu-img check -q %s", path("y.vdi")), 0);
+}
+END_TEST
+
 START_TEST(refused_headers)
 {
     create("h.vdi", "vdi", MiB, NULL);
@@ -480,6 +531,7 @@ int main(void)
     tcase_add_test(tc, leaks_compacted);
     tcase_add_test(tc, zero_hook);
     tcase_add_test(tc, resize);
+    tcase_add_test(tc, stale_count_and_orphans);
     tcase_add_test(tc, refused_headers);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
