@@ -7,7 +7,8 @@
 #  3. spec-built fixtures (python3 struct) for layouts qemu never writes: a
 #     0xFFFFFFFE entry, a VBoxManage-style odd disk size;
 #  4. bad input: one-line error, non-zero exit, no signal, file unchanged;
-#  5. check exit codes and check -r all (when the check command exists).
+#  5. random damage to header and map: clean exits only;
+#  6. check exit codes and check -r all (when the check command exists).
 # Env: DISKKIT (path of the CLI). Exit 77 when a tool is missing.
 set -u
 DISKKIT=${DISKKIT:-build/diskkit}
@@ -188,6 +189,32 @@ bad b11.vdi; patch b11.vdi 368 0 $((64 << 20))
 expect_error "disk size beyond the blocks" b11.vdi dk info b11.vdi
 bad b12.vdi; patch b12.vdi 76 3
 expect_error "undo image" b12.vdi dk info b12.vdi
+
+# Random damage to header and map: never a signal, a hang or a sanitizer
+# report; exit 0 (harmless change) or 1 (refused) only.
+python3 - <<'EOF'
+import random
+random.seed(20261122)
+base = bytearray(open("zero.vdi", "rb").read())
+for i in range(100):
+    f = bytearray(base)
+    for _ in range(random.randint(1, 4)):
+        off = random.choice([64, 68, 72, 76, 340, 344, 360, 368, 372, 376, 380, 384, 388,
+                             424, 440, 512, 516, 520, 524]) + random.randint(0, 3)
+        f[off] = random.randint(0, 255)
+    if i % 10 == 0:
+        f = f[:random.randint(0, len(f))]
+    open("fz%03d.vdi" % i, "wb").write(f)
+EOF
+fz_bad=0
+for f in fz*.vdi; do
+    dk convert -f vdi -O raw "$f" fz.raw > /dev/null 2> fz.err; rc=$?
+    if [ $rc -gt 1 ] || grep -q 'Sanitizer\|runtime error' fz.err; then
+        fz_bad=$((fz_bad + 1)); echo "fuzz $f: exit $rc: $(head -c 300 fz.err)"
+    fi
+    rm -f "$f" fz.raw
+done
+[ $fz_bad -eq 0 ] && ok "100 damaged images: clean exits" || fail "$fz_bad damaged images crashed"
 
 # ------------------------------------------------------- 5. check / repair
 if dk check --help >/dev/null 2>&1; then
