@@ -17,6 +17,8 @@ for t in qemu-img qemu-io mkfs.ext4 python3 sha256sum; do
 done
 [ -x "$DISKKIT" ] || { echo "SKIP: $DISKKIT not built"; exit 77; }
 DISKKIT=$(realpath "$DISKKIT")
+# The interpreter itself, not a version-manager shim (a second per call).
+PY=$(python3 -c 'import sys; print(sys.executable)')
 T=$(mktemp -d /tmp/diskkit-vdi.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 cd "$T"
@@ -39,7 +41,7 @@ printf 'tail' | dd of=disk.raw bs=1 seek=$((40 * 1048576 - 4)) conv=notrunc stat
 
 # ------------------------------------------------- 1. qemu-img writes, we read
 json_same() {   # file1 file2 keys...: the listed keys of two JSON objects agree
-    python3 - "$@" <<'EOF'
+    "$PY" - "$@" <<'EOF'
 import json, sys
 a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 bad = [k for k in sys.argv[3:] if a.get(k) != b.get(k)]
@@ -93,7 +95,7 @@ dk create -f vdi c.vdi 1000000 >/dev/null && qemu-img check -q c.vdi &&
 # entries (-1 = 0xFFFFFFFF, -2 = 0xFFFFFFFE), data block i holds PAYLOAD
 # byte i+1 repeated. Also writes OUT.expect, the raw content it must read as.
 mkvdi() {
-    python3 - "$@" <<'EOF'
+    "$PY" - "$@" <<'EOF'
 import struct, sys
 out, size, entries = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3].split(",")]
 bs = 1 << 20
@@ -139,7 +141,7 @@ dk convert -O vdi odd.vdi odd2.vdi && qemu_ok odd2.vdi odd.vdi.expect "odd size 
 # ------------------------------------------------------------ 4. bad input
 # patch FILE OFFSET u32...: little-endian words at OFFSET
 patch() {
-    python3 - "$@" <<'EOF'
+    "$PY" - "$@" <<'EOF'
 import struct, sys
 f, off = sys.argv[1], int(sys.argv[2])
 with open(f, "r+b") as fh:
@@ -192,7 +194,7 @@ expect_error "undo image" b12.vdi dk info b12.vdi
 
 # Random damage to header and map: never a signal, a hang or a sanitizer
 # report; exit 0 (harmless change) or 1 (refused) only.
-python3 - <<'EOF'
+"$PY" - <<'EOF'
 import random
 random.seed(20261122)
 base = bytearray(open("zero.vdi", "rb").read())
@@ -236,7 +238,7 @@ if dk check --help >/dev/null 2>&1; then
     bad c3.vdi; patch c3.vdi 512 -1;     check_rc c3.vdi 3 "leak";         repair c3.vdi "leak"
     bad c4.vdi; patch c4.vdi 388 2;      check_rc c4.vdi 2 "count too low"; repair c4.vdi "count too low"
     dk check --output json c3.vdi > c.json 2>/dev/null
-    python3 -c 'import json,sys; d=json.load(open("c.json")); sys.exit(d.get("leaks",0)!=0 or d.get("corruptions",0)!=0)' &&
+    "$PY" -c 'import json,sys; d=json.load(open("c.json")); sys.exit(d.get("leaks",0)!=0 or d.get("corruptions",0)!=0)' &&
         ok "check json after repair" || fail "check json after repair"
     # Data of surviving blocks is intact after compaction (c3: block 0 gone).
     mkvdi c3.ref $((4 << 20)) -1,1,2,3
