@@ -412,8 +412,12 @@ static int vdi_block_status(struct dk_image *img, uint64_t off, uint64_t len,
     ext->flags = DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID;
     ext->host_offset = vdi_block_host(s, s->map[b]) + in;
     ext->host_file = img->filename;
-    /* Holes in the file (static images, punched blocks) read as zeros:
-     * report them as zero data, as qemu-img map does. */
+    /* Static images are preallocated sparse files: their holes read as
+     * zeros and are reported as zero data. qemu looks at the file only
+     * for static images (BDRV_BLOCK_RECURSE), and so do we, so that
+     * `map` prints the same for both tools. */
+    if (s->hdr.image_type != VDI_TYPE_STATIC)
+        return 0;
     bool data;
     uint64_t frun;
     int r = dk_file_extent(img->file, ext->host_offset, ext->length, &data, &frun);

@@ -77,6 +77,15 @@ dk convert -f raw -O vdi -o static=on disk.raw d-static.vdi &&
     qemu_ok d-static.vdi disk.raw "raw->vdi static"
 [ "$(stat -c %s d-static.vdi)" = $((40 * 1048576 + 512 + 512)) ] &&
     ok "static file fully sized" || fail "static file size $(stat -c %s d-static.vdi)"
+for kind in dynamic static; do
+    dk map --output json d-$kind.vdi > dk.map; qemu-img map --output json d-$kind.vdi > q.map
+    cmp -s dk.map q.map && ok "diskkit $kind: map json identical for both tools" ||
+        fail "diskkit $kind: map differs"
+    dk info --output json d-$kind.vdi > dk.json; qemu-img info --output json d-$kind.vdi > q.json
+    json_same dk.json q.json filename format virtual-size actual-size cluster-size \
+        dirty-flag format-specific && ok "diskkit $kind: info json agrees" ||
+        fail "diskkit $kind: info json"
+done
 dk convert -O vdi q-dynamic.vdi d-from-vdi.vdi && qemu_ok d-from-vdi.vdi disk.raw "vdi->vdi"
 qemu-img convert -O qcow2 disk.raw src.qcow2
 if dk info src.qcow2 2>/dev/null | grep -q 'file format: qcow2'; then
