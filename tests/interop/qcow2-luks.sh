@@ -129,4 +129,41 @@ dk create -f qcow2 $SEC -o encrypt.format=luks,encrypt.key-secret=s,encrypt.ciph
 grep -q "twofish-256" out.txt || fail "twofish message: $(cat out.txt)"
 dk create -f qcow2 -o encrypt.format=luks n.qcow2 1M && fail "created without a passphrase"
 [ ! -e n.qcow2 ] || fail "n.qcow2 left behind"
+step "damaged encryption metadata: one-line errors, image untouched"
+# patch FILE OFFSET HEXBYTES
+patch() { printf "$3" | dd of="$1" bs=1 seek=$(($2)) conv=notrunc status=none; }
+fde_at() {   # byte offset of the FDE extension's data in $1
+    python3 - "$1" <<'EOF'
+import struct, sys
+d = open(sys.argv[1], "rb").read(65536)
+p = struct.unpack(">I", d[100:104])[0]
+while True:
+    t, n = struct.unpack(">II", d[p:p + 8])
+    if t == 0x0537be77: print(p + 8); break
+    if t == 0: sys.exit(1)
+    p += 8 + (n + 7) // 8 * 8
+EOF
+}
+bad_case() {   # name, expected message part
+    local sum; sum=$(md5sum < b.qcow2)
+    dk convert $SEC -O raw b.qcow2 b.raw && fail "$1: damaged image accepted"
+    grep -q "$2" out.txt || fail "$1: message: $(cat out.txt)"
+    [ "$(wc -l < out.txt)" = 1 ] || fail "$1: not one line: $(cat out.txt)"
+    [ "$(md5sum < b.qcow2)" = "$sum" ] || fail "$1: image modified"
+}
+dk convert $SEC -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 \
+    src.raw good.qcow2 || fail "convert: $(cat out.txt)"
+off=$(fde_at good.qcow2) || fail "no FDE extension written"
+cp good.qcow2 b.qcow2; patch b.qcow2 $off '\x7f'
+bad_case "FDE offset" "crypto header at"
+cp good.qcow2 b.qcow2; patch b.qcow2 $((off + 8)) '\x7f'
+bad_case "FDE length" "crypto header at"
+fde=$(python3 -c "import struct;d=open('good.qcow2','rb').read();print(struct.unpack('>Q',d[$off:$off+8])[0])")
+cp good.qcow2 b.qcow2; patch b.qcow2 $fde 'X'
+bad_case "LUKS magic" "LUKS header has bad magic"
+cp good.qcow2 b.qcow2; patch b.qcow2 $((fde + 208 + 44)) '\x00\x00\x00\x01'
+bad_case "LUKS stripes" "stripes"
+qemu-img create -q -f qcow2 b.qcow2 1M
+patch b.qcow2 35 '\x02'
+bad_case "no FDE extension" "without a crypto header extension"
 echo "all encrypted qcow2 checks passed"
