@@ -379,6 +379,25 @@ int qcow2_crypt_parse(const struct dk_create_ctx *ctx, const char *prealloc, uin
     return p->method == QCOW2_CRYPT_LUKS ? parse_luks(o, &p->luks, ctx->err) : 0;
 }
 
+int qcow2_crypt_measure(const struct dk_opts *opts, uint64_t cs, uint64_t *bytes,
+                        struct dk_error *err)
+{
+    const char *fmt = dk_opts_get(opts, "encrypt.format");
+    *bytes = 0;
+    if (!fmt || strcmp(fmt, "luks"))
+        return 0;
+    struct dk_luks_create_params lp;
+    int r = parse_luks(opts, &lp, err);
+    if (r < 0)
+        return r;
+    /* dk_luks_create's layout: 8 header sectors, 8 slots of key-bytes *
+     * 4000 rounded up to 4 KiB. */
+    uint64_t kb = dk_cipher_alg_key_len(lp.spec.alg) * (lp.spec.mode == DK_CMODE_XTS ? 2 : 1);
+    uint64_t area = 4096 + DK_LUKS_NUM_SLOTS * dk_round_up(kb * DK_LUKS_STRIPES, 4096);
+    *bytes = dk_round_up(area, cs);
+    return 0;
+}
+
 /* Inserts the FDE extension first, where qemu writes it. */
 static int insert_fde_ext(struct dk_image *img, uint64_t off, uint64_t len)
 {

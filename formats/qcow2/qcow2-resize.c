@@ -236,7 +236,10 @@ int qcow2_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *sr
     }
     if (!strcmp(prealloc, "falloc") || !strcmp(prealloc, "full"))
         required = vsize;
-    out->fully_allocated = prealloc_size(vsize, cs, order);
+    uint64_t luks;   /* LUKS header + key material (qcow2-crypt.c) */
+    if ((r = qcow2_crypt_measure(opts, cs, &luks, err)) < 0)
+        return r;
+    out->fully_allocated = prealloc_size(vsize, cs, order) + luks;
     out->required = out->fully_allocated - vsize + required;
     out->bitmaps = 0;
     return 0;

@@ -339,5 +339,9 @@ int qcow2_crypt_parse(const struct dk_create_ctx *ctx, const char *prealloc,
                       uint32_t version, struct qcow2_crypt_params *p);
 int qcow2_crypt_create(struct dk_image *img, const struct qcow2_crypt_params *p,
                        const struct dk_create_ctx *ctx);
+/* Measure: bytes the encrypt.* options of OPTS add (the LUKS area in
+ * whole clusters of CS bytes; 0 for none or AES). */
+int qcow2_crypt_measure(const struct dk_opts *opts, uint64_t cs, uint64_t *bytes,
+                        struct dk_error *err);
 
 #endif
