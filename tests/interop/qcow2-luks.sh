@@ -124,6 +124,13 @@ qemu-io $SEC --image-opts "$(io e.qcow2)" -c 'write -P 0x44 4k 8k' >/dev/null ||
 dk convert $SEC -O raw e.qcow2 e.raw || fail "convert essiv: $(cat out.txt)"
 qemu-img compare -q $SEC --image-opts "$(io e.qcow2)" "driver=raw,file.filename=e.raw" ||
     fail "essiv compare"
+dk create -f qcow2 --passphrase-file pw.txt -o encrypt.format=luks,encrypt.iter-time=10 \
+    p.qcow2 1M || fail "create --passphrase-file: $(cat out.txt)"
+qemu-io $SEC --image-opts "$(io p.qcow2)" -c 'write -P 0x45 0 4k' >/dev/null ||
+    fail "qemu cannot open an image made with --passphrase-file"
+dk convert --passphrase-file pw.txt -O raw p.qcow2 p.raw || fail "read p.qcow2: $(cat out.txt)"
+qemu-img compare -q $SEC --image-opts "$(io p.qcow2)" "driver=raw,file.filename=p.raw" ||
+    fail "passphrase-file image compare"
 dk create -f qcow2 $SEC -o encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=twofish-256 t.qcow2 1M &&
     fail "twofish accepted"
 grep -q "twofish-256" out.txt || fail "twofish message: $(cat out.txt)"
