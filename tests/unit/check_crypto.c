@@ -237,8 +237,9 @@ START_TEST(legacy_aes_key)
     dk_sector_cipher_free(c);
     /* longer than 16 bytes: truncated */
     struct dk_sector_cipher *l1 = NULL, *l2 = NULL;
-    ck_assert_int_eq(dk_qcow_aes_new(&l1, (const unsigned char *)"0123456789abcdefXYZ", 19, NULL), 0);
-    ck_assert_int_eq(dk_qcow_aes_new(&l2, (const unsigned char *)"0123456789abcdef", 16, NULL), 0);
+    const unsigned char *long_pw = (const unsigned char *)"0123456789abcdefXYZ";
+    ck_assert_int_eq(dk_qcow_aes_new(&l1, long_pw, 19, NULL), 0);
+    ck_assert_int_eq(dk_qcow_aes_new(&l2, long_pw, 16, NULL), 0);
     memset(a, 1, 512);
     memset(b, 1, 512);
     dk_sector_encrypt(l1, a, 512, 0);
