@@ -117,6 +117,24 @@ EOF
     fi
 done
 
+step "luks: other cipher settings made by qemu, read by diskkit"
+# (qemu-img 7.2 aborts creating aes-192 LUKS: 96000 bytes of key material
+# are not a whole number of sectors, so that one is only tested one way.)
+for spec in cipher-alg=cast5-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=plain64 \
+    cipher-alg=aes-128,encrypt.cipher-mode=ctr,encrypt.ivgen-alg=plain,encrypt.hash-alg=sha512 \
+    cipher-alg=aes-256,encrypt.cipher-mode=ecb \
+    cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha256
+do
+    rm -f k.qcow2
+    qcreate -f qcow2 $SEC -o "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10,encrypt.$spec" \
+        k.qcow2 1M || fail "qemu-img create $spec"
+    qemu-io $SEC --image-opts "$(io k.qcow2)" -c 'write -P 0x5a 0 64k' \
+        -c 'write -P 0x01 100000 3333' >/dev/null || fail "qemu-io $spec"
+    dk convert $SEC -O raw k.qcow2 k.raw || fail "convert $spec: $(cat out.txt)"
+    qemu-img compare -q $SEC --image-opts "$(io k.qcow2)" "driver=raw,file.filename=k.raw" ||
+        fail "$spec: diskkit read differs"
+done
+
 step "luks: other cipher settings made by diskkit, read by qemu"
 dk create -f qcow2 $SEC -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10,encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha256,encrypt.hash-alg=sha1 e.qcow2 1M ||
     fail "create essiv: $(cat out.txt)"
