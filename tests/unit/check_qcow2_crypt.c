@@ -108,6 +108,36 @@ START_TEST(aes_round_trip)
 }
 END_TEST
 
+/* Encrypted overlay over an encrypted base (one passphrase for the chain):
+ * a partial-cluster write copies the decrypted backing data up. */
+START_TEST(overlay_cow)
+{
+    make("encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10");
+    int err;
+    struct dk_image *img = op(pw, sizeof(pw) - 1, true, &err);
+    uint8_t b[65536], r[65536];
+    memset(b, 0x61, sizeof(b));
+    ck_assert_int_eq(dk_pwrite(img, b, sizeof(b), 0), 0);
+    ck_assert_int_eq(dk_close(img), 0);
+    char base[80], opts[256];
+    snprintf(base, sizeof(base), "%s.base", path);
+    ck_assert_int_eq(rename(path, base), 0);
+    snprintf(opts, sizeof(opts), "backing_file=%s,backing_fmt=qcow2,encrypt.format=luks,"
+             "encrypt.key-secret=s,encrypt.iter-time=10", base);
+    make(opts);
+    img = op(pw, sizeof(pw) - 1, true, &err);
+    ck_assert_ptr_nonnull(img);
+    ck_assert_int_eq(dk_pwrite(img, "XYZ", 3, 1000), 0);
+    ck_assert_int_eq(dk_close(img), 0);
+    img = op(pw, sizeof(pw) - 1, false, &err);
+    ck_assert_int_eq(dk_pread(img, r, sizeof(r), 0), 0);
+    memcpy(b + 1000, "XYZ", 3);
+    ck_assert_mem_eq(r, b, sizeof(b));
+    dk_close(img);
+    unlink(base);
+}
+END_TEST
+
 static int create_err(const char *opts, bool secret, char *msg)
 {
     struct dk_opts *o = NULL;
@@ -181,6 +211,7 @@ int main(void)
     tcase_add_test(t, luks_round_trip);
     tcase_add_test(t, luks_essiv_round_trip);
     tcase_add_test(t, aes_round_trip);
+    tcase_add_test(t, overlay_cow);
     tcase_add_test(t, create_errors);
     tcase_add_test(t, measure_luks);
     suite_add_tcase(s, t);
