@@ -92,6 +92,17 @@ b = json.load(open("qi.json"))["format-specific"]["data"]["encrypt"]
 assert a == b, (a, b)
 EOF
 
+    step "$fmt: diskkit writes into the qemu-made image (convert -n, -B)"
+    dk convert -n $SEC -O qcow2 src.raw q.qcow2 || fail "convert -n: $(cat out.txt)"
+    qemu-img check -q $SEC --image-opts "$(io q.qcow2)" || fail "$fmt: check after -n"
+    qemu-img compare -q $SEC --image-opts "$(io q.qcow2)" "driver=raw,file.filename=src.raw" ||
+        fail "$fmt: qemu reads back what diskkit wrote in place"
+    rm -f ov.qcow2
+    dk convert $SEC -O qcow2 -B q.qcow2 -F qcow2 -o "$opts" ref.raw ov.qcow2 ||
+        fail "convert -B: $(cat out.txt)"
+    qemu-img compare -q $SEC --image-opts "$(io ov.qcow2),backing.encrypt.key-secret=s" \
+        "driver=raw,file.filename=ref.raw" || fail "$fmt: encrypted overlay differs"
+
     step "$fmt: diskkit-made images read by qemu"
     rm -f d.qcow2 c.qcow2
     dk create -f qcow2 $SEC -o "$opts" d.qcow2 4M || fail "create: $(cat out.txt)"
