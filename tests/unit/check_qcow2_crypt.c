@@ -49,6 +49,9 @@ static void round_trip(const char *opts)
     ck_assert_int_eq(dk_pwrite(img, w, N, 70000), 0);          /* partial clusters */
     ck_assert_int_eq(dk_pwrite(img, "abc", 3, 70001), 0);      /* in place, unaligned */
     memcpy(w + 1, "abc", 3);
+    /* zeroing falls back to writing encrypted zeros */
+    ck_assert_int_eq(dk_pwrite_zeroes(img, 70000 + 5000, 70000, 0), 0);
+    memset(w + 5000, 0, 70000);
     ck_assert_int_eq(dk_pread(img, r, 5, 69999), 0);
     ck_assert_int_eq(r[0], 0);
     ck_assert_mem_eq(r + 1, w, 4);
