@@ -219,7 +219,6 @@ int main(void)
     tcase_add_test(t, measure_luks);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
