@@ -147,7 +147,7 @@ static int parse_params(const struct dk_create_ctx *c, struct create_params *p)
     if (p->backing && strcmp(p->prealloc, "off"))
         return dk_error_set(c->err, -EINVAL, "Backing file and preallocation can only be used "
                             "at the same time if extended_l2 is on");
-    return qcow2_crypt_parse(c, p->prealloc, p->version, &p->crypt);
+    return qcow2_crypt_parse(c, p->prealloc, &p->crypt);
 }
 
 /* qemu's feature name table: 8 entries of 48 bytes. */

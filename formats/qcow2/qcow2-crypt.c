@@ -337,7 +337,7 @@ static int parse_luks(const struct dk_opts *o, struct dk_luks_create_params *lp,
     return r < 0 ? dk_error_set(err, r, "qcow2: %s", e.msg) : 0;
 }
 
-int qcow2_crypt_parse(const struct dk_create_ctx *ctx, const char *prealloc, uint32_t version,
+int qcow2_crypt_parse(const struct dk_create_ctx *ctx, const char *prealloc,
                       struct qcow2_crypt_params *p)
 {
     const struct dk_opts *o = ctx->opts;
@@ -374,8 +374,6 @@ int qcow2_crypt_parse(const struct dk_create_ctx *ctx, const char *prealloc, uin
     if (prealloc && strcmp(prealloc, "off"))
         return dk_error_set(ctx->err, -ENOTSUP, "qcow2: preallocation=%s is not supported "
                             "with encryption", prealloc);
-    if (p->method == QCOW2_CRYPT_LUKS && version < 3)
-        return dk_error_set(ctx->err, -EINVAL, "qcow2: LUKS encryption requires compat=1.1");
     return p->method == QCOW2_CRYPT_LUKS ? parse_luks(o, &p->luks, ctx->err) : 0;
 }
 

@@ -336,7 +336,7 @@ bool qcow2_crypt_info(struct dk_image *img, struct dk_val *data);
 /* Create: parses encrypt.* / encryption options (needs ctx->secret), then
  * sets up encryption on the freshly created, opened image. */
 int qcow2_crypt_parse(const struct dk_create_ctx *ctx, const char *prealloc,
-                      uint32_t version, struct qcow2_crypt_params *p);
+                      struct qcow2_crypt_params *p);
 int qcow2_crypt_create(struct dk_image *img, const struct qcow2_crypt_params *p,
                        const struct dk_create_ctx *ctx);
 /* Measure: bytes the encrypt.* options of OPTS add (the LUKS area in

@@ -159,6 +159,11 @@ qemu-io $SEC --image-opts "$(io p.qcow2)" -c 'write -P 0x45 0 4k' >/dev/null ||
 dk convert --passphrase-file pw.txt -O raw p.qcow2 p.raw || fail "read p.qcow2: $(cat out.txt)"
 qemu-img compare -q $SEC --image-opts "$(io p.qcow2)" "driver=raw,file.filename=p.raw" ||
     fail "passphrase-file image compare"
+dk convert $SEC -O qcow2 -o compat=0.10,encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 \
+    src.raw v2.qcow2 || fail "convert compat=0.10: $(cat out.txt)"
+qemu-img check -q $SEC --image-opts "$(io v2.qcow2)" || fail "v2 LUKS check"
+qemu-img compare -q $SEC --image-opts "$(io v2.qcow2)" "driver=raw,file.filename=src.raw" ||
+    fail "v2 LUKS compare"
 dk create -f qcow2 $SEC -o encrypt.format=luks,encrypt.key-secret=s,encrypt.cipher-alg=twofish-256 t.qcow2 1M &&
     fail "twofish accepted"
 grep -q "twofish-256" out.txt || fail "twofish message: $(cat out.txt)"

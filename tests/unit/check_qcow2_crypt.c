@@ -173,7 +173,6 @@ START_TEST(create_errors)
     ck_assert_int_lt(create_err("encrypt.format=luks,encrypt.iter-time=0", true, m), 0);
     ck_assert_int_lt(create_err("encrypt.format=luks,preallocation=metadata", true, m), 0);
     ck_assert_ptr_nonnull(strstr(m, "preallocation"));
-    ck_assert_int_lt(create_err("encrypt.format=luks,compat=0.10", true, m), 0);
 }
 END_TEST
 
