@@ -6,7 +6,8 @@
  * up to a sector, no geometry, 1 MiB blocks, random (version 4, GUID byte
  * order) image and last-snapshot UUIDs; the size is rounded up to 512.
  * Static images have every block allocated with the identity map and the
- * file sized to hold them (sparse, like qemu with preallocation=off).
+ * file sized to hold them (sparse with preallocation=off, the default;
+ * reserved with falloc, written with full, as qemu does).
  *
  * Resize: qemu-img 7.2 cannot resize VDI at all. We grow in place when the
  * bigger block map fits in the space before the data (VirtualBox would
@@ -82,7 +83,10 @@ static int write_new_map(struct dk_file *f, uint64_t off, uint32_t n, bool is_st
     return 0;
 }
 
-static int write_new_image(struct dk_file *f, const struct vdi_header *h)
+/* PREALLOC (off, falloc, full) applies to the data of static images only;
+ * qemu ignores it for dynamic ones, and so do we. */
+static int write_new_image(struct dk_file *f, const struct vdi_header *h,
+                           const char *prealloc)
 {
     uint8_t sector[VDI_HEADER_SECTOR] = { 0 };
     vdi_header_encode(h, sector);
@@ -95,6 +99,11 @@ static int write_new_image(struct dk_file *f, const struct vdi_header *h)
     uint64_t end = h->offset_data + (uint64_t)h->blocks_allocated * h->block_size;
     if (r == 0 && !f->is_blockdev)
         r = dk_file_truncate(f, end);
+    uint64_t dlen = end - h->offset_data;
+    if (r == 0 && dlen && prealloc && !strcmp(prealloc, "falloc"))
+        r = dk_file_fallocate(f, h->offset_data, dlen);
+    else if (r == 0 && dlen && prealloc && !strcmp(prealloc, "full"))
+        r = dk_file_prealloc_full(f, h->offset_data, dlen);
     if (r == 0)
         r = dk_file_flush(f);
     return r;
@@ -104,6 +113,10 @@ int vdi_create(const struct dk_create_ctx *c)
 {
     const char *st = dk_opts_get(c->opts, "static");
     bool is_static = st && dk_parse_bool(st) == 1;
+    const char *prealloc = dk_opts_get(c->opts, "preallocation");
+    if (prealloc && strcmp(prealloc, "off") && strcmp(prealloc, "falloc") &&
+        strcmp(prealloc, "full"))
+        return dk_error_set(c->err, -EINVAL, "Unsupported preallocation mode: %s", prealloc);
     uint64_t size = dk_round_up(c->size, VDI_SECTOR_SIZE);
     if (size < c->size || dk_div_round_up(size, VDI_BLOCK_SIZE_DEFAULT) > VDI_MAX_BLOCKS)
         return dk_error_set(c->err, -EINVAL, "Unsupported VDI image size (size is %" PRIu64
@@ -121,7 +134,7 @@ int vdi_create(const struct dk_create_ctx *c)
     r = dk_file_open(&f, c->filename, true, c->err);
     if (r < 0)
         return r;
-    r = write_new_image(f, &h);
+    r = write_new_image(f, &h, prealloc);
     if (r < 0)
         dk_error_set(c->err, r, "%s: %s", c->filename, strerror(-r));
     dk_file_close(f);

@@ -611,6 +611,8 @@ static int vdi_discard(struct dk_image *img, uint64_t off, uint64_t len)
 static const struct dk_optdesc vdi_opts[] = {
     { "size", DK_OPT_SIZE, "Virtual disk size", NULL },
     { "static", DK_OPT_BOOL, "VDI static (pre-allocated) image", "off" },
+    { "preallocation", DK_OPT_STRING,
+      "Preallocation mode (allowed values: off, falloc, full)", "off" },
     { 0 }
 };
 

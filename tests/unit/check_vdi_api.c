@@ -17,6 +17,7 @@
 
 #include "diskkit.h"
 #include "util/endian.h"
+#include "util/util.h"
 
 #define MiB (1u << 20)
 
@@ -203,8 +204,9 @@ START_TEST(create_matches_qemu)
     if (!have_qemu)
         return;
     const char *cases[][2] = { { "10M", NULL }, { "1000000", NULL }, { "3M", "static=on" },
-                               { "1G", NULL } };
-    for (size_t i = 0; i < 4; i++) {
+                               { "1G", NULL }, { "2M", "static=on,preallocation=full" },
+                               { "2M", "preallocation=full" } };
+    for (size_t i = 0; i < DK_ARRAY_SIZE(cases); i++) {
         uint64_t size;
         ck_assert_int_eq(dk_parse_size(cases[i][0], &size), 0);
         create("d.vdi", "vdi", size, cases[i][1]);
@@ -218,6 +220,15 @@ START_TEST(create_matches_qemu)
         patch("q.vdi", 392, zero, 32);
         ck_assert_int_eq(sh("cmp -s %s %s", path("d.vdi"), path("q.vdi")), 0);
     }
+    struct dk_opts *o = NULL;
+    struct dk_error e = { 0 };
+    ck_assert_int_eq(dk_opts_parse(&o, "preallocation=metadata", &e), 0);
+    struct dk_create_args a = { .filename = path("m.vdi"), .format = "vdi", .size = MiB,
+                                .opts = o };
+    ck_assert_int_eq(dk_create(&a, &e), -EINVAL);
+    ck_assert_str_eq(e.msg, "Unsupported preallocation mode: metadata");
+    ck_assert_int_ne(access(path("m.vdi"), F_OK), 0);
+    dk_opts_free(o);
 }
 END_TEST
 
