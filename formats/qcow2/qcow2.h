@@ -155,6 +155,7 @@ struct qcow2_state {
     uint64_t *l1;             /* host order */
     uint32_t l1_size;
     uint64_t l1_offset;
+    uint64_t l1_dirty_lo, l1_dirty_hi;   /* entries to write back; hi 0 = none */
     uint64_t *reftable;       /* host order */
     uint64_t reftable_size;   /* entries */
     uint64_t reftable_offset;
@@ -231,6 +232,10 @@ uint64_t qcow2_compressed_encode(uint64_t host_off, uint64_t nb_bytes,
  * ALLOC: create/copy-on-write it. *L2 = NULL when unallocated (!ALLOC). */
 int qcow2_l2_get(struct dk_image *img, uint64_t off, bool alloc, uint64_t **l2);
 void qcow2_l2_put(struct dk_image *img, uint64_t *l2);
+/* L1 entries changed in memory are written by qcow2_flush_all, after the
+ * L2 tables they point to. */
+void qcow2_l1_mark_dirty(struct qcow2_state *s, uint64_t i);
+int qcow2_l1_write_back(struct dk_image *img);
 int qcow2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
                        struct dk_extent *ext);
 int qcow2_read(struct dk_image *img, void *buf, size_t len, uint64_t off);

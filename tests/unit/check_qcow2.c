@@ -38,7 +38,10 @@ static void teardown(void)
 
 static bool have_qemu_img(void)
 {
-    return system("qemu-img --version >/dev/null 2>&1") == 0;
+    static int have = -1;
+    if (have < 0)
+        have = system("qemu-img --version >/dev/null 2>&1") == 0;
+    return have;
 }
 
 /* --------------------------------------------------------- header */
