@@ -226,6 +226,8 @@ int qcow2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
                        struct dk_extent *ext)
 {
     struct qcow2_state *s = img->priv;
+    if (s->extl2)
+        return qcow2_ext_block_status(img, off, len, ext);
     uint64_t cs = s->cluster_size, end = off + len, pos = dk_round_down(off, cs);
     struct bs_run run = { 0, 0 };
     uint64_t first_host = 0;

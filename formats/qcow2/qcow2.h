@@ -48,7 +48,7 @@
 #define QCOW2_INCOMPAT_COMPRESSION  (1ull << 3)
 #define QCOW2_INCOMPAT_EXTL2        (1ull << 4)
 #define QCOW2_INCOMPAT_KNOWN (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | \
-                              QCOW2_INCOMPAT_COMPRESSION)
+                              QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
 #define QCOW2_COMPAT_LAZY           (1ull << 0)
 #define QCOW2_AUTOCLEAR_KNOWN       0ull   /* bitmaps/raw data file not kept up */
 
@@ -151,6 +151,7 @@ struct qcow2_state {
     uint64_t refcount_max;
     enum dk_codec codec;
     bool v3, lazy, encrypted, writable;
+    bool extl2;               /* 128-bit L2 entries: read-only support */
 
     uint64_t *l1;             /* host order */
     uint32_t l1_size;
@@ -250,6 +251,15 @@ int qcow2_write_compressed(struct dk_image *img, uint64_t off, const void *cdata
 int qcow2_free_l2_entry(struct dk_image *img, uint64_t l2e);
 /* Allocates data/metadata for [OFF, OFF+LEN) (preallocation=metadata). */
 int qcow2_preallocate(struct dk_image *img, uint64_t off, uint64_t len, const char *mode);
+
+int qcow2_read_compressed(struct dk_image *img, uint64_t e, void *buf, size_t n,
+                          uint64_t off);
+
+/* --------------------------------------------------- qcow2-extl2.c */
+
+int qcow2_ext_block_status(struct dk_image *img, uint64_t off, uint64_t len,
+                           struct dk_extent *ext);
+int qcow2_ext_read(struct dk_image *img, void *buf, size_t len, uint64_t off);
 
 /* ------------------------------------------------- qcow2-refcount.c */
 

@@ -90,6 +90,13 @@ for f in q.qcow2 ref.raw; do
 done
 dk compare -q q.qcow2 ref.raw && ok "read qemu v2 image" || bad "read qemu v2 image"
 
+rm -f x.qcow2
+qemu-img create -q -f qcow2 -o extended_l2=on -b src.raw -F raw x.qcow2 24M &&
+    qemu-io -c 'write -P 1 4k 2k' -c 'write -z 70k 10k' -c 'write -P 2 1M 300k' x.qcow2 \
+        >/dev/null && qemu-img convert -O raw x.qcow2 x.raw && dk compare -q x.qcow2 x.raw &&
+    dk map --output json x.qcow2 > d.json && qemu-img map --output json x.qcow2 > q.json &&
+    cmp -s d.json q.json && ok "read extended_l2 image" || bad "read extended_l2 image"
+
 # 5. backing chain of depth 3 (raw <- qcow2 <- qcow2), mixed writers
 rm -f mid.qcow2 top.qcow2
 dk create -q -f qcow2 -b src.raw -F raw -o cluster_size=4k mid.qcow2 >/dev/null &&
