@@ -603,6 +603,68 @@ START_TEST(bad_table_entries)
 }
 END_TEST
 
+/* An L2 entry pointing at the active L1 table: an in-place write would
+ * overwrite metadata; the overlap check refuses it and marks corruption. */
+START_TEST(overlap_refused)
+{
+    const char *f = make_victim();
+    poke_be64(f, 0x40000, 0x30000 | QCOW2_OFLAG_COPIED);
+    uint8_t buf[512];
+    memset(buf, 0xee, sizeof(buf));
+    struct dk_image *img = open_img(f, "qcow2", DK_OPEN_RDWR);
+    ck_assert_int_eq(dk_pwrite(img, buf, sizeof(buf), 0), -EIO);
+    ck_assert_ptr_nonnull(strstr(dk_image_errmsg(img), "over the active L1 table"));
+    dk_close(img);
+    size_t n;
+    uint8_t *after = slurp(f, &n);
+    ck_assert_uint_eq(after[0x30000], 0x80);      /* L1 intact */
+    ck_assert(dk_be64(after + 72) & QCOW2_INCOMPAT_CORRUPT);
+    free(after);
+    free((void *)f);
+}
+END_TEST
+
+/* set_backing rewrites cluster 0 and keeps the other extensions. */
+START_TEST(set_backing_keeps_extensions)
+{
+    char base[600];
+    snprintf(base, sizeof(base), "%s/base.raw", tmpdir);
+    FILE *bf = fopen(base, "wb");
+    ck_assert_ptr_nonnull(bf);
+    fclose(bf);
+    ck_assert_int_eq(truncate(base, 1 << 20), 0);
+    const char *f = strdup(tmp("sb.qcow2"));
+    create(f, 1 << 20, NULL);
+    struct dk_image *img = open_img(f, "qcow2", DK_OPEN_RDWR);
+    ck_assert_int_eq(dk_set_backing(img, "base.raw", "raw"), 0);
+    dk_close(img);
+    size_t n;
+    uint8_t *b = slurp(f, &n);
+    ck_assert_uint_eq(dk_be32(b + 112), QCOW2_EXT_BACKING_FMT);
+    ck_assert_uint_eq(dk_be32(b + 128), QCOW2_EXT_FEATURES);   /* still there */
+    free(b);
+    img = open_img(f, "qcow2", 0);
+    struct dk_info info;
+    ck_assert_int_eq(dk_info(img, &info), 0);
+    ck_assert_str_eq(info.backing_filename, "base.raw");
+    ck_assert_str_eq(info.backing_format, "raw");
+    dk_info_free(&info);
+    dk_close(img);
+    img = open_img(f, "qcow2", DK_OPEN_RDWR);
+    ck_assert_int_eq(dk_set_backing(img, NULL, NULL), 0);
+    dk_close(img);
+    img = open_img(f, "qcow2", 0);
+    ck_assert_ptr_null(dk_image_backing(img));
+    dk_close(img);
+    if (have_qemu_img()) {
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", f);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    free((void *)f);
+}
+END_TEST
+
 START_TEST(create_option_errors)
 {
     static const struct { const char *opts, *msg; } c[] = {
@@ -742,6 +804,8 @@ int main(void)
     tcase_add_loop_test(io, bad_header_fields, 0, 7);
     tcase_add_loop_test(io, bad_table_entries, 0, 3);
     tcase_add_loop_test(io, create_option_errors, 0, 13);
+    tcase_add_test(io, overlap_refused);
+    tcase_add_test(io, set_backing_keeps_extensions);
     tcase_add_test(io, lazy_dirty_rebuild);
     tcase_add_test(io, qemu_images_read_back);
     tcase_add_test(io, extended_l2_read);
