@@ -155,8 +155,6 @@ static int parse(struct convert_cmd *c, int argc, char **argv)
     }
     if (c->quiet)
         c->prog.enabled = false;
-    if (argc - optind < 2)
-        return tool_fail("expected INPUT... OUTPUT; see 'diskkit convert --help'");
     if (c->target_zero_opt && !c->no_create)
         return tool_fail("--target-is-zero requires use of -n flag");
     if (c->backing && c->no_create)
@@ -432,6 +430,8 @@ int cmd_convert(int argc, char **argv)
         rc = tool_fail("Unknown file format '%s'", c.out_fmt);
     if (rc == 0 && tool_opts_want_help(c.opts))
         rc = tool_print_create_help(c.out_fmt) ? 1 : -1;
+    if (rc == 0 && argc - optind < 2)
+        rc = tool_fail("expected INPUT... OUTPUT; see 'diskkit convert --help'");
     if (rc == 0) {
         o.final = argv[argc - 1];
         rc = run(&c, argv + optind, (size_t)(argc - optind - 1), &o);
