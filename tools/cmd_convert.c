@@ -346,14 +346,9 @@ static int create_output(struct convert_cmd *c, struct output *o, uint64_t total
 
 static struct dk_image *open_output(struct convert_cmd *c, struct output *o)
 {
-    const char *fmt = c->out_fmt;
-    if (c->no_create && !c->out_fmt_given) {
-        struct dk_error e = { 0 };
-        if (dk_probe(o->path, &fmt, &e) < 0) {
-            tool_error("%s", e.msg);
-            return NULL;
-        }
-    }
+    /* -n without -O: probe the target; a probed raw image opens read-only
+     * (INTERFACE.md), so writing into it needs an explicit -O raw. */
+    const char *fmt = c->no_create && !c->out_fmt_given ? NULL : c->out_fmt;
     struct dk_open_opts oo = { .format = fmt, .flags = DK_OPEN_RDWR |
         (c->tc.allow_external ? DK_OPEN_ALLOW_EXTERNAL : 0) };
     tool_secret_for(&c->tc, dk_opts_get(c->opts, "encrypt.key-secret"), &oo.secret,

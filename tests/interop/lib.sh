@@ -118,3 +118,25 @@ for i, (x, y) in enumerate(zip(a, b)):
             sys.exit("[%d] key %s: %r != %r" % (i, k, x.get(k), y.get(k)))
 EOF
 }
+
+# The info --output=json keys of the contract (INTERFACE.md).
+INFO_KEYS="filename format virtual-size actual-size cluster-size dirty-flag backing-filename
+      full-backing-filename backing-filename-format encrypted snapshots format-specific"
+
+# map_same IMG FMT [map args]: diskkit's JSON map is identical to qemu-img's.
+map_same() {
+    local img=$1 fmt=$2
+    shift 2
+    "$DISKKIT" map --output=json -f "$fmt" "$@" "$img" > "$T/.dk.map"
+    qemu-img map --output=json -f "$fmt" "$@" "$img" > "$T/.q.map"
+    diff "$T/.q.map" "$T/.dk.map" || fail "map --output=json differs for $img $*"
+}
+# info_same IMG FMT [info args]: the contract keys of info JSON agree.
+info_same() {
+    local img=$1 fmt=$2
+    shift 2
+    "$DISKKIT" info --output=json -f "$fmt" "$@" "$img" > "$T/.dk.json"
+    qemu-img info --output=json -f "$fmt" "$@" "$img" > "$T/.q.json"
+    same_json_keys "$T/.dk.json" "$T/.q.json" $INFO_KEYS ||
+        fail "info json differs for $img $*"
+}
