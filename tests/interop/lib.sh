@@ -140,3 +140,31 @@ info_same() {
     same_json_keys "$T/.dk.json" "$T/.q.json" $INFO_KEYS ||
         fail "info json differs for $img $*"
 }
+
+# Run directly (tests/run-tests.sh runs every tests/interop/*.sh), this file
+# tests its own helpers, so the other tests can rely on them.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    need mkfs.ext4 e2fsck python3
+    make_tree "$T/tree" 256
+    [ -s "$T/tree/data/random.bin" ] || fail "make_tree: no random file"
+    make_ext4_image "$T/fs.raw" 8M "$T/tree"
+    e2fsck -fn "$T/fs.raw" >/dev/null 2>&1 || fail "make_ext4_image: e2fsck failed"
+    truncate -s 1M "$T/r.raw"
+    write_random "$T/r.raw" 4k 8k
+    [ "$(stat -c %s "$T/r.raw")" = 1048576 ] || fail "write_random changed the size"
+    cmp -s -n 4096 "$T/r.raw" /dev/zero || fail "write_random wrote before OFF"
+    cmp -s -i 4096 -n 8192 "$T/r.raw" /dev/zero && fail "write_random wrote nothing"
+    echo '{"a": 1, "b": [1]}' > "$T/x.json"; echo '{"a": 1, "b": [2]}' > "$T/y.json"
+    same_json_keys "$T/x.json" "$T/y.json" a c >/dev/null || fail "same_json_keys: false alarm"
+    same_json_keys "$T/x.json" "$T/y.json" b 2>/dev/null && fail "same_json_keys missed b"
+    ( expect_clean_failure sh -c 'echo "diskkit: x: y" >&2; exit 1' ) >/dev/null ||
+        fail "expect_clean_failure rejected a clean failure"
+    ( expect_clean_failure sh -c 'printf "diskkit: a\nb\n" >&2; exit 1' ) >/dev/null 2>&1 &&
+        fail "expect_clean_failure accepted two lines"
+    ( expect_clean_failure sh -c 'kill -SEGV $$' ) >/dev/null 2>&1 &&
+        fail "expect_clean_failure accepted a crash"
+    ( expect_clean_failure true ) >/dev/null 2>&1 && fail "expect_clean_failure accepted success"
+    has_format raw || fail "has_format raw"
+    has_format nosuchformat && fail "has_format nosuchformat"
+    echo "lib.sh: helpers work"
+fi
