@@ -85,15 +85,22 @@ struct worker {
 
 /* ------------------------------------------------------------ errors */
 
-/* Records the first error (invariant 4); returns R. Caller holds no lock. */
-static int fail(struct copy_state *st, int r, const char *msg)
+/* Records the first error (invariant 4); returns R. Caller holds st->mu. */
+static int fail_locked(struct copy_state *st, int r, const char *msg)
 {
-    pthread_mutex_lock(&st->mu);
     if (!st->err) {
         st->err = r;
         snprintf(st->errmsg, sizeof(st->errmsg), "%s", msg);
     }
     pthread_cond_broadcast(&st->cv);
+    return r;
+}
+
+/* The same for callers that do not hold st->mu. */
+static int fail(struct copy_state *st, int r, const char *msg)
+{
+    pthread_mutex_lock(&st->mu);
+    fail_locked(st, r, msg);
     pthread_mutex_unlock(&st->mu);
     return r;
 }
@@ -114,7 +121,8 @@ static size_t src_index(const struct copy_state *st, uint64_t off)
 }
 
 /* Block status of the concatenated sources at OFF (at most LEN bytes, never
- * crossing a source boundary). Sets *ZERO for ranges that read as zeros. */
+ * crossing a source boundary). Sets *ZERO for ranges that read as zeros.
+ * Planner only: called with st->mu held. */
 static int src_status(struct copy_state *st, uint64_t off, uint64_t len, bool *zero,
                       uint64_t *run)
 {
@@ -125,7 +133,7 @@ static int src_status(struct copy_state *st, uint64_t off, uint64_t len, bool *z
     struct dk_extent e;
     int r = dk_block_status(s, rel, len, 0, &e);
     if (r < 0)
-        return fail_img(st, s, r);
+        return fail_locked(st, r, dk_image_errmsg(s));
     *zero = (e.flags & DK_BS_ZERO) || !(e.flags & (DK_BS_DATA | DK_BS_ALLOCATED));
     *run = e.length;
     return 0;

@@ -89,9 +89,10 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # expect_clean_failure CMD...: the command fails with exit 1..127 (no
 # signal) and prints exactly one line on stderr, starting "diskkit: ".
+# A command that hangs is killed after 120 s (and so fails the test).
 expect_clean_failure() {
     local rc=0 err="$T/.stderr"
-    "$@" >/dev/null 2>"$err" || rc=$?
+    timeout -s KILL 120 "$@" >/dev/null 2>"$err" || rc=$?
     [ "$rc" -ne 0 ] || fail "expected failure, got success: $*"
     [ "$rc" -lt 128 ] || fail "killed by a signal (exit $rc): $*"
     [ "$(wc -l < "$err")" -eq 1 ] || { cat "$err" >&2; fail "expected one error line: $*"; }
