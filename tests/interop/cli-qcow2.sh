@@ -33,6 +33,17 @@ info_same "$T/top.qcow2" qcow2 --backing-chain
 diff <(qemu-img map -f qcow2 "$T/top.qcow2") <("$DISKKIT" map -f qcow2 "$T/top.qcow2") ||
     fail "human map of a chain differs"
 
+note "create qcow2: same Formatting lines as qemu-img"
+for args in "-f qcow2 X 1G" "-f qcow2 -o cluster_size=4k,compat=0.10 X 1M" \
+            "-f qcow2 -o lazy_refcounts=on,compression_type=zstd,refcount_bits=8 X 3M" \
+            "-f qcow2 -b base.qcow2 -F qcow2 X"; do
+    # shellcheck disable=SC2086
+    dk=$(cd "$T" && "$DISKKIT" create ${args/X/f1.qcow2})
+    # shellcheck disable=SC2086
+    q=$(cd "$T" && qemu-img create ${args/X/f1.qcow2})
+    assert_eq "$dk" "$q" "create $args"
+done
+
 note "create qcow2 and overlays; qemu-img check passes"
 "$DISKKIT" create -q -f qcow2 "$T/new.qcow2" 64M
 qemu-img check -q "$T/new.qcow2" || fail "new qcow2 fails qemu-img check"
