@@ -7,7 +7,8 @@
 # Cases: raw->qcow2, qcow2->raw (the targets of the performance goal) and
 # raw->raw. Inputs are pre-read into the page cache, outputs go to tmpfs
 # (OUT, default /dev/shm) and are deleted before each run; each tool's best
-# wall time of RUNS runs is reported with its peak RSS (GNU time), and every
+# wall time of RUNS runs is reported with its CPU time (user+sys) and peak
+# RSS (GNU time); CPU time is the steadier figure on a busy machine. Every
 # output is checked with qemu-img compare. Prints a markdown table.
 # The corpus is built with make-corpus.sh when missing (1-2 min, ~14 GiB).
 set -euo pipefail
@@ -16,7 +17,8 @@ SRCDIR=$(cd "$HERE/.." && pwd)
 BUILD=${BUILD:-build}
 DISKKIT=${DISKKIT:-$SRCDIR/$BUILD/diskkit}
 CORPUS=${CORPUS:-/tmp/diskkit-bench-corpus}
-OUT=${OUT:-/dev/shm}
+OUT=$(mktemp -d "${OUT:-/dev/shm}/diskkit-bench.XXXXXX")
+trap 'rm -rf "$OUT"' EXIT
 RUNS=${RUNS:-3}
 export LC_ALL=C
 
@@ -38,43 +40,43 @@ fi
 
 has_qcow2() { "$DISKKIT" --help | sed -n 's/^Formats://p' | grep -qw qcow2; }
 
-# timed OUTFILE CMD...: runs CMD, prints "seconds peak_kib"
+# timed OUTFILE CMD...: runs CMD, prints "seconds peak_kib cpu_seconds"
 timed() {
     local out=$1
     shift
     rm -f "$out"
     sync
-    /usr/bin/time -f '%e %M' -o "$OUT/.bench-time" "$@" >/dev/null
-    cat "$OUT/.bench-time"
+    /usr/bin/time -f '%e %M %U %S' -o "$OUT/.bench-time" "$@" >/dev/null
+    awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$OUT/.bench-time"
 }
 
-# best TOOL-LABEL OUTFILE CMD...: best wall time and the RSS of that run
+# best OUTFILE CMD...: best wall time, and the RSS and CPU time of that run
 best() {
-    local out=$1 b="" brss="" t rss
+    local out=$1 b="" brss="" bcpu="" t rss cpu
     shift
     for ((i = 0; i < RUNS; i++)); do
-        read -r t rss < <(timed "$out" "$@")
+        read -r t rss cpu < <(timed "$out" "$@")
         if [ -z "$b" ] || awk -v a="$t" -v b="$b" 'BEGIN { exit !(a < b) }'; then
-            b=$t brss=$rss
+            b=$t brss=$rss bcpu=$cpu
         fi
     done
-    echo "$b $brss"
+    echo "$b $brss $bcpu"
 }
 
 row() {   # NAME IN IN_FMT OUT_FMT
     local name=$1 in=$2 ifmt=$3 ofmt=$4
     cat "$in" > /dev/null                       # page cache
     local dko="$OUT/bench-dk.$ofmt" qo="$OUT/bench-q.$ofmt"
-    read -r dt drss < <(best "$dko" "$DISKKIT" convert -f "$ifmt" -O "$ofmt" "$in" "$dko")
-    read -r qt qrss < <(best "$qo" qemu-img convert -f "$ifmt" -O "$ofmt" "$in" "$qo")
+    read -r dt drss dcpu < <(best "$dko" "$DISKKIT" convert -f "$ifmt" -O "$ofmt" "$in" "$dko")
+    read -r qt qrss qcpu < <(best "$qo" qemu-img convert -f "$ifmt" -O "$ofmt" "$in" "$qo")
     local ok=identical
     qemu-img compare -q -f "$ifmt" -F "$ofmt" "$in" "$dko" || ok=DIFFERENT
     [ "$ofmt" = qcow2 ] && { qemu-img check -q "$dko" || ok="$ok, check FAILED"; }
     local dsize qsize
     dsize=$(du -m "$dko" | cut -f1); qsize=$(du -m "$qo" | cut -f1)
     rm -f "$dko" "$qo"
-    printf '| %s | %.2f | %.2f | %.2f | %.1f | %.1f | %s / %s | %s |\n' "$name" "$dt" "$qt" \
-        "$(awk -v a="$dt" -v b="$qt" 'BEGIN { print a / b }')" \
+    printf '| %s | %.2f | %.2f | %.2f | %.2f / %.2f | %.1f | %.1f | %s / %s | %s |\n' \
+        "$name" "$dt" "$qt" "$(awk -v a="$dt" -v b="$qt" 'BEGIN { print a / b }')" "$dcpu" "$qcpu" \
         "$(awk -v k="$drss" 'BEGIN { print k / 1024 }')" \
         "$(awk -v k="$qrss" 'BEGIN { print k / 1024 }')" "$dsize" "$qsize" "$ok"
 }
@@ -82,14 +84,15 @@ row() {   # NAME IN IN_FMT OUT_FMT
 echo "diskkit convert vs qemu-img convert ($(qemu-img --version | head -1)); corpus $CORPUS;"
 echo "output on $OUT; best of $RUNS; $(nproc) CPUs; $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "| case | diskkit s | qemu-img s | ratio | diskkit RSS MiB | qemu-img RSS MiB | output MiB (dk / qemu) | output check |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| case | diskkit s | qemu-img s | ratio | CPU s (dk / qemu) | diskkit RSS MiB | qemu-img RSS MiB | output MiB (dk / qemu) | output check |"
+echo "|---|---|---|---|---|---|---|---|---|"
 if has_qcow2; then
     row "raw -> qcow2" "$CORPUS/A.raw" raw qcow2
     row "qcow2 -> raw" "$CORPUS/A.qcow2" qcow2 raw
 else
-    echo "| raw -> qcow2 | n/a | | | | | | qcow2 driver not in this build |"
-    echo "| qcow2 -> raw | n/a | | | | | | qcow2 driver not in this build |"
+    echo "| raw -> qcow2 | n/a | | | | | | | qcow2 driver not in this build |"
+    echo "| qcow2 -> raw | n/a | | | | | | | qcow2 driver not in this build |"
 fi
 row "raw -> raw" "$CORPUS/A.raw" raw raw
-rm -f "$OUT/.bench-time"

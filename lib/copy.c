@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -45,6 +46,7 @@
 #define THREADS_DEFAULT 8               /* qemu-img's -m default */
 #define THREADS_MAX     16              /* qemu-img's -m limit */
 #define SPARSE_DEFAULT  4096
+#define HUGE_ALIGN      (2u << 20)      /* transparent huge page size */
 
 enum gran_kind { G_SKIP, G_ZERO, G_DATA };
 
@@ -433,6 +435,18 @@ static void *worker_main(void *opaque)
     return NULL;
 }
 
+/* Chunk buffers: 2 MiB aligned and backed by transparent huge pages when
+ * the kernel allows it, which makes the copies in and out of the kernel
+ * cheaper (fewer TLB misses) than with 4 KiB pages. */
+static uint8_t *buf_alloc(size_t len)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, HUGE_ALIGN, len))
+        return NULL;
+    madvise(p, len, MADV_HUGEPAGE);   /* advice only: failure is fine */
+    return p;
+}
+
 static void worker_free(struct worker *w)
 {
     free(w->buf);
@@ -447,12 +461,12 @@ static int worker_init(struct worker *w, struct copy_state *st)
     size_t ngran = st->chunk_max / st->gran + 1;
     memset(w, 0, sizeof(*w));
     w->st = st;
-    w->buf = dk_alloc_aligned(st->chunk_max);
+    w->buf = buf_alloc(st->chunk_max);
     w->kind = malloc(ngran);
     if (st->diff)
-        w->bbuf = dk_alloc_aligned(st->chunk_max);
+        w->bbuf = buf_alloc(st->chunk_max);
     if (st->compress) {
-        w->cbuf = dk_alloc_aligned(st->chunk_max);
+        w->cbuf = buf_alloc(st->chunk_max);
         w->clen = calloc(ngran, sizeof(*w->clen));
     }
     if (!w->buf || !w->kind || (st->diff && !w->bbuf) ||
