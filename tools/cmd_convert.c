@@ -280,6 +280,23 @@ static int open_inputs(struct convert_cmd *c, char **names, size_t n, struct dk_
     return 0;
 }
 
+/* Refuses an OUTPUT that is one of the inputs or of their backing files:
+ * replacing it would destroy data the copy still reads (-n would write
+ * into it while reading it). */
+static int check_not_input(struct dk_image **src, size_t n, const char *final)
+{
+    struct stat out, in;
+    if (stat(final, &out) < 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        for (struct dk_image *l = src[i]; l; l = dk_image_backing(l))
+            if (stat(dk_image_filename(l), &in) == 0 && in.st_dev == out.st_dev &&
+                in.st_ino == out.st_ino)
+                return tool_fail("the output '%s' is also an input image (or a backing "
+                                 "file of one)", final);
+    return 0;
+}
+
 static bool format_has_opt(const char *fmt, const char *name)
 {
     for (const struct dk_optdesc *d = dk_create_options(fmt); d && d->name; d++)
@@ -390,6 +407,8 @@ static int run(struct convert_cmd *c, char **names, size_t n, struct output *o)
     struct dk_image *dst = NULL;
     uint64_t total = 0;
     int rc = src ? open_inputs(c, names, n, src, &total) : tool_fail("out of memory");
+    if (rc == 0)
+        rc = check_not_input(src, n, o->final);
     if (rc == 0 && c->no_create) {
         o->path = strdup(o->final);
         o->in_place = true;

@@ -60,6 +60,15 @@ fails_cleanly "$T/ok.raw" "$DISKKIT" convert -S 4x -O raw "$T/ok.raw" "$T/out.ra
 fails_cleanly "$T/ok.raw" "$DISKKIT" map --start-offset -5 "$T/ok.raw"
 fails_cleanly "$T/ok.raw" "$DISKKIT" info
 
+note "convert refuses to write over one of its inputs"
+cp "$T/ok.raw" "$T/self.raw"; write_random "$T/self.raw" 0 64k
+sha_self=$(sha "$T/self.raw")
+expect_clean_failure "$DISKKIT" convert -f raw -O raw "$T/self.raw" "$T/self.raw"
+expect_clean_failure "$DISKKIT" convert -n -f raw -O raw "$T/ok.raw" "$T/self.raw" "$T/self.raw"
+ln -s self.raw "$T/alias.raw"
+expect_clean_failure "$DISKKIT" convert -f raw -O raw "$T/self.raw" "$T/alias.raw"
+assert_eq "$(sha "$T/self.raw")" "$sha_self" "input overwritten by convert"
+
 note "create: bad sizes and bad -o keys leave nothing"
 for size in 1Q -1 abc 1.5 8E 99999999999999999999 ''; do
     fails_cleanly /dev/null "$DISKKIT" create -f raw "$T/out.raw" $size
