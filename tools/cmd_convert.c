@@ -65,7 +65,7 @@ static void usage(FILE *f)
         "  --target-is-zero  with -n: the existing target reads as zeros\n"
         "  -B BACKING        make OUTPUT an overlay of BACKING, writing only what\n"
         "                    differs from it;  -F FMT  the backing file's format\n"
-        "  -m N              parallel workers (default 8, capped by CPUs)\n"
+        "  -m N              parallel workers, 1-16 (default: CPUs + 2, 4 to 8)\n"
         "  -W                allow out-of-order writes\n"
         "  -l SNAPSHOT       read internal snapshot (ID, NAME, snapshot.id=ID or\n"
         "                    snapshot.name=NAME) of the single input\n"
