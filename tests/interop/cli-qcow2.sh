@@ -101,4 +101,21 @@ cmp "$T/before.raw" "$T/disk.raw" || fail "-l NAME"
 cmp "$T/before1.raw" "$T/disk.raw" || fail "-l snapshot.id=1"
 expect_clean_failure "$DISKKIT" convert -l nosuch -O raw "$T/snap.qcow2" "$T/none.raw"
 [ ! -e "$T/none.raw" ] || fail "output left after a bad -l"
+note "encrypted qcow2 (LUKS) in and out of convert, info, compare"
+SEC="--object secret,id=s0,data=diskkit-pw"
+# shellcheck disable=SC2086
+"$DISKKIT" convert $SEC -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 \
+    "$T/disk.raw" "$T/enc.qcow2"
+qemu-img compare $SEC --image-opts driver=raw,file.filename="$T/disk.raw" \
+    driver=qcow2,file.filename="$T/enc.qcow2",encrypt.key-secret=s0 >/dev/null ||
+    fail "encrypted output differs"
+info_same "$T/enc.qcow2" qcow2
+# shellcheck disable=SC2086
+"$DISKKIT" convert $SEC -O raw "$T/enc.qcow2" "$T/dec.raw"
+cmp "$T/disk.raw" "$T/dec.raw" || fail "decrypting convert"
+# shellcheck disable=SC2086
+assert_rc 0 "$DISKKIT" compare $SEC "$T/disk.raw" "$T/enc.qcow2"
+assert_rc 2 "$DISKKIT" compare "$T/disk.raw" "$T/enc.qcow2"
+expect_clean_failure "$DISKKIT" convert -O raw "$T/enc.qcow2" "$T/nokey.raw"
+[ ! -e "$T/nokey.raw" ] || fail "output left after a missing secret"
 echo "cli-qcow2: all passed"
