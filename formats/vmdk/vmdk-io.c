@@ -306,8 +306,16 @@ int vmdk_block_status(struct dk_image *img, uint64_t off, uint64_t len,
         return 0;
     }
     if (e->type == VMDK_EXT_FLAT) {
-        ext->length = len;
-        ext->flags = DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID;
+        /* Like qemu: holes of the flat file are data that reads as zero. */
+        bool data = true;
+        uint64_t run = len;
+        int r = dk_file_extent(e->file, e->flat_offset + rel, len, &data, &run);
+        if (r < 0)
+            return dk_set_error(img, r, "vmdk: %s: block status: %s", e->file->path,
+                                strerror(-r));
+        ext->length = run ? run : len;
+        ext->flags = DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID |
+                     (data ? 0 : DK_BS_ZERO);
         ext->host_offset = e->flat_offset + rel;
         ext->host_file = e->file->path;
         return 0;
