@@ -181,8 +181,11 @@ struct output {
 
 static bool multi_file(const char *fmt, const struct dk_opts *opts)
 {
-    const char *sub = dk_opts_get(opts, "subformat");
-    return !strcmp(fmt, "vmdk") && sub && (strstr(sub, "Flat") || strstr(sub, "twoGb"));
+    /* Every VMDK names its files: flat/split descriptors their extents, and
+     * the embedded descriptor of monolithicSparse/streamOptimized the file
+     * itself (libvmdk and VMware open that name), so no temporary name. */
+    (void)opts;
+    return !strcmp(fmt, "vmdk");
 }
 
 /* Picks the path to create: a fresh hidden name next to the final one. */
