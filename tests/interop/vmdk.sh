@@ -33,6 +33,7 @@ for s in $subs; do
     qemu-img convert -O raw q-$s.vmdk ref.raw
     "$DISKKIT" convert -O raw q-$s.vmdk out.raw && cmp -s ref.raw out.raw \
         && ok "read qemu $s" || fail "read qemu $s"
+    sync   # actual-size (st_blocks) settles once delayed allocation is done
     diff <("$DISKKIT" info --output json q-$s.vmdk) <(qemu-img info --output json q-$s.vmdk) \
         >/dev/null && ok "info json $s" || fail "info json $s"
     diff <("$DISKKIT" map --output json q-$s.vmdk) <(qemu-img map --output json q-$s.vmdk) \
