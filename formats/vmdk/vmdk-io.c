@@ -154,6 +154,10 @@ static int write_extent(struct dk_image *img, struct vmdk_extent *e, const uint8
         return r < 0 ? dk_set_error(img, r, "vmdk: %s: write: %s", e->file->path,
                                     strerror(-r)) : 0;
     }
+    int r;
+    if (e->compressed && !e->sw.active && !e->stream_full &&
+        (r = vmdk_swriter_start(img, e)) < 0)
+        return r;
     if (e->sw.active)
         return vmdk_swriter_write(img, e, p, n, rel);
     if (e->compressed)
@@ -162,7 +166,7 @@ static int write_extent(struct dk_image *img, struct vmdk_extent *e, const uint8
                             "creation", e->file->path);
     while (n) {
         size_t k = (size_t)DK_MIN((uint64_t)n, e->grain_bytes - rel % e->grain_bytes);
-        int r = vmdk_sparse_write(img, e, p, k, rel);
+        r = vmdk_sparse_write(img, e, p, k, rel);
         if (r < 0)
             return r;
         p += k;
@@ -353,14 +357,15 @@ int vmdk_write_compressed(struct dk_image *img, uint64_t off, const void *cdata,
                           size_t clen, const void *plain, size_t plain_len)
 {
     struct vmdk_extent *e = stream_extent(img);
-    if (!e || !e->sw.active) {
-        if (clen == 0 || !e)
-            return clen == 0 ? vmdk_write(img, plain, plain_len, off)
-                             : dk_set_error(img, -ENOTSUP, "vmdk: compressed writes need "
-                                            "subformat=streamOptimized");
-        return vmdk_write(img, plain, plain_len, off);   /* gives the clear error */
+    if (!e || e->stream_full || e->access != VMDK_RW) {
+        if (!e && clen)
+            return dk_set_error(img, -ENOTSUP, "vmdk: compressed writes need "
+                                "subformat=streamOptimized");
+        return vmdk_write(img, plain, plain_len, off);   /* stores or gives the error */
     }
     int r = update_cid(img);
+    if (r == 0 && !e->sw.active)
+        r = vmdk_swriter_start(img, e);
     return r < 0 ? r : vmdk_swriter_grain(img, e, off / e->grain_bytes, cdata, clen, plain,
                                           plain_len);
 }

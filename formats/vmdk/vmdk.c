@@ -193,22 +193,15 @@ static int open_sparse_file(struct dk_image *img, struct vmdk_state *st, uint64_
     return 0;
 }
 
-/* Writable stream image: start the writer on an empty one. */
-static int stream_prepare(struct dk_image *img, struct vmdk_state *st)
+/* Writable stream images: those holding data are not appended to; an
+ * empty one gets the writer on its first write (vmdk-io.c). */
+static void stream_prepare(struct dk_image *img, struct vmdk_state *st)
 {
     for (size_t i = 0; i < st->n_ext; i++) {
         struct vmdk_extent *e = &st->ext[i];
-        if (e->type != VMDK_EXT_SPARSE || !e->compressed || img->read_only)
-            continue;
-        if (!dk_is_zero(e->gd, (size_t)e->gd_entries * 4)) {
-            e->stream_full = true;
-            continue;
-        }
-        int r = vmdk_swriter_start(img, e);
-        if (r < 0)
-            return r;
+        if (e->type == VMDK_EXT_SPARSE && e->compressed && !img->read_only)
+            e->stream_full = !dk_is_zero(e->gd, (size_t)e->gd_entries * 4);
     }
-    return 0;
 }
 
 static int vmdk_open(struct dk_image *img)
@@ -245,7 +238,8 @@ static int vmdk_open(struct dk_image *img)
         if (!img->backing_name || !img->backing_fmt)
             return dk_set_error(img, -ENOMEM, "out of memory");
     }
-    return stream_prepare(img, st);
+    stream_prepare(img, st);
+    return 0;
 }
 
 static void vmdk_close(struct dk_image *img)
@@ -403,7 +397,8 @@ static int check_extent(struct dk_image *img, struct vmdk_extent *e, struct chec
         if (r < 0)
             return r;
     }
-    qsort(c->offs, c->n, sizeof(*c->offs), cmp_u64);
+    if (c->n > 1)
+        qsort(c->offs, c->n, sizeof(*c->offs), cmp_u64);
     /* Raw grains are grain_bytes long; compressed ones at least a sector. */
     uint64_t len = e->compressed ? VMDK_SECTOR : e->grain_bytes;
     for (size_t i = 1; i < c->n; i++) {
