@@ -136,12 +136,14 @@ static int parse_extent(struct vmdk_desc *d, const char *p, const char *end, int
     } else if (x.type != VMDK_EXT_ZERO) {
         goto bad;
     }
-    void *n = realloc(d->ext, (d->n_ext + 1) * sizeof(*d->ext));
-    if (!n) {
-        free(x.fname);
-        return dk_error_set(err, -ENOMEM, "out of memory");
+    if ((d->n_ext & (d->n_ext - 1)) == 0) {   /* grow at powers of two */
+        void *n = realloc(d->ext, (d->n_ext ? d->n_ext * 2 : 1) * sizeof(*d->ext));
+        if (!n) {
+            free(x.fname);
+            return dk_error_set(err, -ENOMEM, "out of memory");
+        }
+        d->ext = n;
     }
-    d->ext = n;
     d->ext[d->n_ext++] = x;
     return 0;
 bad:

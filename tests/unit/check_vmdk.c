@@ -268,6 +268,7 @@ int main(void)
 {
     Suite *s = suite_create("vmdk");
     TCase *t = tcase_create("parse");
+    tcase_set_timeout(t, 60);   /* the extent-cap case is slow under ASan */
     tcase_add_test(t, desc_qemu);
     tcase_add_test(t, desc_spaces_crlf_comments_types);
     tcase_add_test(t, desc_bad_lines);
