@@ -168,6 +168,12 @@ static int open_sparse_file(struct dk_image *img, struct vmdk_state *st, uint64_
         uint64_t len = DK_MIN(fsize - h.desc_offset * VMDK_SECTOR, VMDK_MAX_DESC_BYTES);
         if ((r = parse_desc(img, st, h.desc_offset * VMDK_SECTOR, len)) < 0)
             return r;
+        /* A CID update must stay inside the descriptor area the header
+         * gives (none given: the update fails rather than overwrite). */
+        st->desc_embedded = true;
+        st->desc_off = h.desc_offset * VMDK_SECTOR;
+        st->desc_cap = DK_MIN(h.desc_size, VMDK_MAX_DESC_BYTES / VMDK_SECTOR) * VMDK_SECTOR;
+        st->desc_cap = DK_MIN(st->desc_cap, len);
         return open_desc_extents(img, st);
     }
     struct vmdk_extent *e = add_extent(img, st);
