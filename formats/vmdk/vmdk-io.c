@@ -103,6 +103,14 @@ static int read_sparse(struct dk_image *img, struct vmdk_extent *e, uint8_t *buf
                 return dk_corrupt(img, "vmdk: %s: grain %llu at offset 0x%llx lies beyond "
                                   "end of file", e->file->path, (unsigned long long)gi,
                                   (unsigned long long)host);
+            /* One pread for the following grains stored right after. */
+            uint32_t next;
+            while (n < len && !e->sw.active &&
+                   vmdk_sparse_gte(img, e, gi + 1, &next) == 0 &&
+                   (uint64_t)next * VMDK_SECTOR == host + in + n && host + in + n < e->file_size) {
+                n += (size_t)DK_MIN((uint64_t)(len - n), e->grain_bytes);
+                gi++;
+            }
             r = dk_file_pread_eof0(e->file, buf, n, host + in);
             if (r < 0)
                 return dk_set_error(img, r, "vmdk: %s: read: %s", e->file->path,
