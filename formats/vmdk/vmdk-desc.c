@@ -281,15 +281,18 @@ char *vmdk_desc_with_cid(const struct vmdk_desc *d, uint32_t cid, size_t *len)
             const char *ve = v;
             while (ve < le && isxdigit((unsigned char)*ve))
                 ve++;
+            /* Unpadded hex, as qemu writes it. */
+            char hex[9];
+            size_t hl = (size_t)snprintf(hex, sizeof(hex), "%" PRIx32, cid);
             size_t head = (size_t)(v - d->text), tail = (size_t)(end - ve);
-            char *out = malloc(head + 8 + tail + 1);
+            char *out = malloc(head + hl + tail + 1);
             if (!out)
                 return NULL;
             memcpy(out, d->text, head);
-            snprintf(out + head, 9, "%08" PRIx32, cid);
-            memcpy(out + head + 8, ve, tail);
-            out[head + 8 + tail] = '\0';
-            *len = head + 8 + tail;
+            memcpy(out + head, hex, hl);
+            memcpy(out + head + hl, ve, tail);
+            out[head + hl + tail] = '\0';
+            *len = head + hl + tail;
             return out;
         }
         p = nl ? nl + 1 : end;
@@ -308,8 +311,8 @@ char *vmdk_desc_generate(const struct vmdk_desc_gen *g, const char *extent_lines
     int n = asprintf(&out,
         "# Disk DescriptorFile\n"
         "version=1\n"
-        "CID=%08" PRIx32 "\n"
-        "parentCID=%08" PRIx32 "\n"
+        "CID=%" PRIx32 "\n"
+        "parentCID=%" PRIx32 "\n"
         "createType=\"%s\"\n"
         "%s"
         "\n"

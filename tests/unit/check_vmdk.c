@@ -81,6 +81,10 @@ START_TEST(desc_spaces_crlf_comments_types)
     ck_assert_ptr_nonnull(strstr(n, "ddb.uuid = \"60 00 C2 9b\"\r\n"));
     ck_assert_uint_eq(len, strlen(t));
     free(n);
+    n = vmdk_desc_with_cid(&d, 0x1f, &len);   /* unpadded, like qemu */
+    ck_assert_ptr_nonnull(strstr(n, "\r\nCID=1f\r\nparentCID=12345678\r\n"));
+    ck_assert_uint_eq(len, strlen(t) - 6);
+    free(n);
     vmdk_desc_free(&d);
 }
 END_TEST
