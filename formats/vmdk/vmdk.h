@@ -11,7 +11,9 @@
  *   vmdk-sparse.c  hosted sparse extents: header, GD/GT, grain allocation
  *   vmdk-stream.c  streamOptimized: compressed grains, footer, writer
  *   vmdk-create.c  create for every subformat
- *   vmdk.c         open/probe/close, I/O dispatch over extents, info, check
+ *   vmdk-io.c      read/write/zero/flush/block status over the extents,
+ *                  CID update, compressed-write hooks of the copy engine
+ *   vmdk.c         probe, open/close, info, check, no resize; driver table
  * SPDX-License-Identifier: MIT
  */
 #ifndef DK_VMDK_H
