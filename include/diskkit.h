@@ -355,10 +355,10 @@ int dk_compare(struct dk_image *a, struct dk_image *b, unsigned flags,
  *    /dev/sdb, ... (guestfish names) with their partitions /dev/sda1 ...
  *    The images are BORROWED: they must stay open until dk_guest_close().
  *  - struct dk_fs: one ext2/3/4 filesystem on a device of a guest.
- *  - struct dk_file: an open regular file of a dk_fs.
+ *  - struct dk_fsfile: an open regular file of a dk_fs.
  *
  * Thread safety: a dk_guest is read-only after dk_guest_open() and may be
- * shared by threads. Every dk_fs call (and every dk_file call, which goes
+ * shared by threads. Every dk_fs call (and every dk_fsfile call, which goes
  * through its dk_fs) takes one mutex per dk_fs, so one dk_fs may be used
  * from several threads (the FUSE mounter does). Several dk_fs on distinct
  * devices of one guest are independent. Do not open the same device twice
@@ -372,7 +372,7 @@ int dk_compare(struct dk_image *a, struct dk_image *b, unsigned flags,
 
 struct dk_guest;
 struct dk_fs;
-struct dk_file;
+struct dk_fsfile;
 
 #define DK_GUEST_MAX_DISKS      26      /* /dev/sda .. /dev/sdz */
 #define DK_GUEST_MAX_PARTITIONS 128     /* per disk (GPT entries, MBR logicals) */
@@ -552,21 +552,21 @@ int dk_fs_readdir_ino(struct dk_fs *fs, uint64_t ino, dk_dirent_fn fn, void *opa
 #define DK_O_EXCL    0x04u  /* with CREAT: fail with -EEXIST if present */
 #define DK_O_TRUNC   0x08u  /* truncate to 0 (needs WRITE) */
 /* Opens the regular file at PATH (symlinks followed). Returns 0 and *OUT
- * (close with dk_file_close) or -errno (-EISDIR for a directory). */
-int dk_file_open(struct dk_fs *fs, const char *path, unsigned flags, uint32_t mode,
-                 struct dk_file **out);
-int dk_file_open_ino(struct dk_fs *fs, uint64_t ino, unsigned flags,
-                     struct dk_file **out);
+ * (close with dk_fsfile_close) or -errno (-EISDIR for a directory). */
+int dk_fsfile_open(struct dk_fs *fs, const char *path, unsigned flags, uint32_t mode,
+                   struct dk_fsfile **out);
+int dk_fsfile_open_ino(struct dk_fs *fs, uint64_t ino, unsigned flags,
+                       struct dk_fsfile **out);
 /* Reads up to LEN bytes at OFF; returns the count (0 at end of file). */
-ssize_t dk_file_pread(struct dk_file *f, void *buf, size_t len, uint64_t off);
+ssize_t dk_fsfile_pread(struct dk_fsfile *f, void *buf, size_t len, uint64_t off);
 /* Writes LEN bytes at OFF (extending the file); returns LEN or -errno. */
-ssize_t dk_file_pwrite(struct dk_file *f, const void *buf, size_t len, uint64_t off);
-int dk_file_truncate(struct dk_file *f, uint64_t size);
-int dk_file_fstat(struct dk_file *f, struct dk_stat *st);
-int dk_file_fsync(struct dk_file *f);
-uint64_t dk_file_ino(const struct dk_file *f);
+ssize_t dk_fsfile_pwrite(struct dk_fsfile *f, const void *buf, size_t len, uint64_t off);
+int dk_fsfile_truncate(struct dk_fsfile *f, uint64_t size);
+int dk_fsfile_fstat(struct dk_fsfile *f, struct dk_stat *st);
+int dk_fsfile_fsync(struct dk_fsfile *f);
+uint64_t dk_fsfile_ino(const struct dk_fsfile *f);
 /* Frees the handle; returns 0 or the error of writing the inode back. */
-int dk_file_close(struct dk_file *f);
+int dk_fsfile_close(struct dk_fsfile *f);
 
 /* Convenience: creates or replaces the file at PATH with LEN bytes of BUF
  * (mode MODE when created). */
