@@ -264,7 +264,9 @@ static struct dk_fs *fs_setup(struct dk_guest *g, const struct dk_fsinfo *f,
         return NULL;
     }
     if ((flags & DK_FS_RDWR) && dk_image_read_only(img)) {
-        dk_error_set(err, -EROFS, "%s: the image is open read-only", f->device);
+        dk_error_set(err, -EROFS, img->probed_raw ? "%s: the image was probed as raw: "
+                     "writes need an explicit -f raw" : "%s: the image is open read-only",
+                     f->device);
         return NULL;
     }
     struct dk_fs *fs = calloc(1, sizeof(*fs));
@@ -490,7 +492,7 @@ static int readdir_locked(struct dk_fs *fs, ext2_ino_t ino, const char *what,
     errcode_t e = ext2fs_check_directory(fs->e2, ino);
     if (e)
         return lookup_err(fs, e, what);
-    e = ext2fs_dir_iterate2(fs->e2, ino, DIRENT_FLAG_INCLUDE_INLINE_DATA, NULL, rd_cb, &c);
+    e = ext2fs_dir_iterate2(fs->e2, ino, 0, NULL, rd_cb, &c);
     if (e)
         return dk_fs_e2err(fs, e, "reading directory", what);
     return c.ret;
