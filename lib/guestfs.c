@@ -228,6 +228,8 @@ static const struct dk_fsinfo *default_fs(struct dk_guest *g, struct dk_error *e
             only = &all[i], count++;
     if (count == 1)
         return only;
+    if (count == 0 && n == 1)
+        return &all[0];         /* one unreadable device: say what it is */
     if (count)
         dk_error_set(err, -ENOENT, "no operating system found and %zu filesystems: "
                      "choose one with -m DEVICE", count);

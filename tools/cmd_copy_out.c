@@ -52,6 +52,35 @@ static void clear_name(int dirfd, const char *name)
         unlinkat(dirfd, name, 0);
 }
 
+/* Writes the non-zero 4 KiB pieces of BUF at OFF, leaving holes. */
+static int write_sparse(int fd, const char *buf, size_t n, uint64_t off)
+{
+    const size_t blk = 4096;
+    for (size_t i = 0; i < n;) {
+        size_t len = n - i < blk ? n - i : blk, run = 0;
+        bool zero = true;
+        for (size_t k = 0; k < len && zero; k++)
+            zero = buf[i + k] == 0;
+        if (zero) {
+            i += len;
+            continue;
+        }
+        while (i + run < n) {       /* extend over following non-zero pieces */
+            size_t l2 = n - i - run < blk ? n - i - run : blk;
+            bool z2 = true;
+            for (size_t k = 0; k < l2 && z2; k++)
+                z2 = buf[i + run + k] == 0;
+            if (z2)
+                break;
+            run += l2;
+        }
+        if (pwrite(fd, buf + i, run, (off_t)(off + i)) != (ssize_t)run)
+            return -1;
+        i += run;
+    }
+    return 0;
+}
+
 static int copy_file(struct co *c, const char *gpath, const struct dk_stat *st, int dirfd,
                      const char *name)
 {
@@ -72,10 +101,7 @@ static int copy_file(struct co *c, const char *gpath, const struct dk_stat *st, 
             rc = n < 0 ? gt_fs_fail(c->t, c->fs, gpath, (int)n) : 0;
             break;
         }
-        bool zero = true;             /* keep holes: skip all-zero chunks */
-        for (ssize_t i = 0; i < n && zero; i++)
-            zero = c->buf[i] == 0;
-        if (!zero && pwrite(fd, c->buf, (size_t)n, (off_t)off) != n)
+        if (write_sparse(fd, c->buf, (size_t)n, off) < 0)
             rc = tool_fail("%s: write: %s", name, strerror(errno));
         off += (uint64_t)n;
     }
@@ -202,7 +228,14 @@ static int op(struct gt *t, struct gargs *a)
         size_t len = strlen(rest);
         while (len > 1 && rest[len - 1] == '/')
             rest[--len] = 0;
-        const char *base = strrchr(rest, '/') + 1;
+        /* The name comes from the user's path: copying the mountpoint
+         * "/boot" makes DESTDIR/boot although it is "/" of its fs. */
+        char user[4096];
+        snprintf(user, sizeof(user), "%s", a->pos[i]);
+        len = strlen(user);
+        while (len > 1 && user[len - 1] == '/')
+            user[--len] = 0;
+        const char *base = strrchr(user, '/') + 1;
         rc = copy_node(&c, rest, dfd, *base ? base : NULL, 0);
     }
     free(c.buf);
