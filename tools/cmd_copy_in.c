@@ -191,8 +191,8 @@ static int op(struct gt *t, struct gargs *a)
 
 const struct gop gop_copy_in = {
     "copy-in", "", 2, -1, true, true, op, "LOCALPATH... GUESTDIR",
-    "Copy host files or directory trees into a guest directory (like\n"
-    "virt-copy-in), keeping modes, owners, times and symlinks.",
+    "Copy host files or trees into a guest directory (like virt-copy-in).\n"
+    "Modes, numeric owners, times and symlinks are kept.",
 };
 
 int cmd_copy_in(int argc, char **argv)

@@ -245,9 +245,8 @@ static int op(struct gt *t, struct gargs *a)
 
 const struct gop gop_copy_out = {
     "copy-out", "", 2, -1, false, true, op, "PATH... DESTDIR",
-    "Copy files or directory trees out of the guest into DESTDIR (like\n"
-    "virt-copy-out). Modes, times and symlinks are kept; nothing is ever\n"
-    "written outside DESTDIR.",
+    "Copy files or trees out of the guest into DESTDIR (like virt-copy-out).\n"
+    "Modes, times and symlinks are kept; nothing is ever written outside DESTDIR.",
 };
 
 int cmd_copy_out(int argc, char **argv)

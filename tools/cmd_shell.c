@@ -5,7 +5,8 @@
  * with '...' and "..." quoting and backslash escapes; '#' starts a comment.
  * In a script the first failing command stops the shell (exit 1); at an
  * interactive prompt the error is printed and the shell goes on.
- * Shell-only commands: help [CMD], write PATH CONTENT, exit, quit.
+ * Shell-only commands: help [CMD], write PATH CONTENT, mv, ln, ln-s, chmod,
+ * chown, truncate, rmdir, touch, exit, quit.
  * No line editing (none of our dependencies provides it).
  * SPDX-License-Identifier: MIT
  */
@@ -67,20 +68,51 @@ static int split(char *line, char **w, int max, char **next)
     return n;
 }
 
+/* Shell-only path commands (guestfish names), on the filesystem holding
+ * their paths; two-path commands need both on one filesystem. */
+struct pcmd { const char *name; int nargs; const char *args, *desc; };
+static const struct pcmd pcmds[] = {
+    { "mv", 2, "SRC DST", "rename (replaces DST like rename(2))" },
+    { "ln", 2, "TARGET LINK", "hard link" },
+    { "ln-s", 2, "TARGET LINK", "symbolic link (TARGET stored as given)" },
+    { "chmod", 2, "MODE PATH", "change permissions (octal)" },
+    { "chown", 3, "UID GID PATH", "change the numeric owner" },
+    { "truncate", 2, "PATH SIZE", "set a file's size" },
+    { "rmdir", 1, "PATH", "remove an empty directory" },
+    { "touch", 1, "PATH", "create an empty file or update its times" },
+    { NULL, 0, NULL, NULL },
+};
+
+static void help_line(const char *name, const char *flags, const char *args, const char *desc)
+{
+    char syn[64];
+    snprintf(syn, sizeof(syn), "%s%s%s%s%s", flags[0] ? "[-" : "", flags, flags[0] ? "] " : "",
+             args, "");
+    printf("  %-17s %-24s %s\n", name, syn, desc);
+}
+
 static void help(const char *cmd)
 {
     for (int i = 0; gops[i]; i++) {
-        if (cmd && strcmp(cmd, gops[i]->name))
+        if (gops[i] == &gop_write || (cmd && strcmp(cmd, gops[i]->name)))
             continue;
-        printf("%-17s %s\n", gops[i]->name, gops[i]->synopsis);
-        if (cmd)
-            printf("%s\n", gops[i]->summary);
+        const char *nl = strchr(gops[i]->summary, '\n');
+        char first[128];
+        snprintf(first, sizeof(first), "%.*s", nl ? (int)(nl - gops[i]->summary) : 127,
+                 gops[i]->summary);
+        help_line(gops[i]->name, gops[i]->flags, gops[i]->synopsis, first);
+        if (cmd && nl)
+            printf("%s\n", nl + 1);
     }
     if (!cmd || !strcmp(cmd, "write"))
-        printf("%-17s %s\n", "write", "PATH CONTENT   (create or replace a file)");
+        help_line("write", "", "PATH CONTENT", "create or replace a file");
+    for (int i = 0; pcmds[i].name; i++)
+        if (!cmd || !strcmp(cmd, pcmds[i].name))
+            help_line(pcmds[i].name, "", pcmds[i].args, pcmds[i].desc);
     if (!cmd)
-        printf("%-17s\n%-17s [CMD]\nCommands take guest paths; the guest's fstab decides which "
-               "filesystem a path is on.\n", "exit, quit", "help");
+        printf("  %-17s %-24s %s\n  %-17s %-24s %s\nGuest paths are absolute; the guest's fstab "
+               "decides which filesystem a path is on.\n", "help", "[CMD]", "this text",
+               "exit, quit", "", "leave the shell");
 }
 
 static int shell_write(struct gt *t, int n, char **w)
@@ -97,6 +129,55 @@ static int shell_write(struct gt *t, int n, char **w)
     return r < 0 ? gt_fs_fail(t, fs, w[1], r) : 0;
 }
 
+static int pcmd_run(struct gt *t, const struct pcmd *pc, int n, char **w)
+{
+    if (n != pc->nargs + 1)
+        return tool_fail("usage: %s %s", pc->name, pc->args);
+    if (!t->rw)
+        return tool_fail("%s: the shell is read-only (--ro)", w[0]);
+    /* the path that picks the fs: the last word, except for truncate */
+    const char *path = strcmp(pc->name, "truncate") ? w[n - 1] : w[1];
+    char rest[4096], rest2[4096];
+    struct dk_fs *fs, *fs2;
+    if (gt_resolve(t, path, &fs, rest, sizeof(rest)))
+        return 1;
+    const char *name = pc->name;
+    char *end = NULL;
+    int r;
+    if (!strcmp(name, "mv") || !strcmp(name, "ln")) {
+        if (gt_resolve(t, w[1], &fs2, rest2, sizeof(rest2)))
+            return 1;
+        if (fs2 != fs)
+            return tool_fail("%s: %s and %s are on different filesystems", name, w[1], w[2]);
+        r = name[0] == 'm' ? dk_fs_rename(fs, rest2, rest) : dk_fs_link(fs, rest2, rest);
+    } else if (!strcmp(name, "ln-s")) {
+        r = dk_fs_symlink(fs, w[1], rest);
+    } else if (!strcmp(name, "chmod")) {
+        unsigned long m = strtoul(w[1], &end, 8);
+        if (*end || m > 07777)
+            return tool_fail("chmod: bad mode '%s'", w[1]);
+        r = dk_fs_chmod(fs, rest, (uint32_t)m);
+    } else if (!strcmp(name, "chown")) {
+        r = dk_fs_chown(fs, rest, (uint32_t)strtoul(w[1], NULL, 10),
+                        (uint32_t)strtoul(w[2], NULL, 10));
+    } else if (!strcmp(name, "truncate")) {
+        uint64_t size;
+        if (tool_parse_size(w[2], &size) < 0)
+            return 1;
+        r = dk_fs_truncate(fs, rest, size);
+    } else if (!strcmp(name, "rmdir")) {
+        r = dk_fs_rmdir(fs, rest);
+    } else {
+        struct dk_fsfile *f;
+        r = dk_fsfile_open(fs, rest, DK_O_CREAT | DK_O_WRITE, 0644, &f);
+        if (r == 0) {
+            dk_fsfile_close(f);
+            r = dk_fs_utimens(fs, rest, NULL);
+        }
+    }
+    return r < 0 ? gt_fs_fail(t, fs, path, r) : 0;
+}
+
 /* Runs one command; returns 0, 1 (failed) or -1 (exit requested). */
 static int run(struct gt *t, int n, char **w)
 {
@@ -110,6 +191,9 @@ static int run(struct gt *t, int n, char **w)
     }
     if (!strcmp(w[0], "write"))
         return shell_write(t, n, w);
+    for (int i = 0; pcmds[i].name; i++)
+        if (!strcmp(w[0], pcmds[i].name))
+            return pcmd_run(t, &pcmds[i], n, w);
     for (int i = 0; gops[i]; i++) {
         if (strcmp(w[0], gops[i]->name))
             continue;
