@@ -241,13 +241,11 @@ static const struct dk_fsinfo *default_fs(struct dk_guest *g, struct dk_error *e
 static int check_open_rw(struct dk_fs *fs, unsigned flags, struct dk_error *err)
 {
     struct ext2_super_block *sb = fs->e2->super;
-    if (flags & DK_FS_FORCE)
-        return 0;
-    if (ext2fs_has_feature_journal_needs_recovery(sb))
+    if (!(flags & DK_FS_FORCE) && ext2fs_has_feature_journal_needs_recovery(sb))
         return dk_error_set(err, -EBUSY, "%s: the journal needs recovery (the guest was "
                             "not shut down cleanly); run e2fsck on it or pass --force",
                             fs->device);
-    if (sb->s_state & EXT2_ERROR_FS)
+    if (!(flags & DK_FS_FORCE) && (sb->s_state & EXT2_ERROR_FS))
         return dk_error_set(err, -EUCLEAN, "%s: the filesystem has errors; run e2fsck "
                             "on it first", fs->device);
     errcode_t e = ext2fs_read_bitmaps(fs->e2);
