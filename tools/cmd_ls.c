@@ -125,14 +125,16 @@ static int op(struct gt *t, struct gargs *a)
     struct dk_fs *fs;
     if (gt_resolve(t, path, &fs, rest, sizeof(rest)))
         return 1;
-    struct dk_stat st;
-    int r = dk_fs_stat(fs, rest, &st);
+    struct dk_stat st, lst;
+    int r = dk_fs_lstat(fs, rest, &lst);
     if (r < 0)
         return gt_fs_fail(t, fs, path, r);
+    st = lst;
+    /* like ls(1): a symlink to a directory is listed as the directory,
+     * except with -l; a dangling one is shown as itself */
+    if (S_ISLNK(lst.mode) && !a->fl['l'] && dk_fs_stat(fs, rest, &st) < 0)
+        st = lst;
     if (!S_ISDIR(st.mode)) {
-        struct dk_stat lst;
-        if ((r = dk_fs_lstat(fs, rest, &lst)) < 0)
-            return gt_fs_fail(t, fs, path, r);
         if (a->fl['l'])
             print_long(fs, &lst, path);
         else
