@@ -89,7 +89,8 @@ static int list_dir(struct dk_fs *fs, uint64_t ino, const char *shown, struct ga
         ents_free(&e);
         return r < 0 ? r : -1;
     }
-    qsort(e.v, e.n, sizeof(*e.v), ent_cmp);
+    if (e.n)
+        qsort(e.v, e.n, sizeof(*e.v), ent_cmp);
     bool rec = a->fl['R'];
     for (size_t i = 0; i < e.n && r == 0; i++) {
         char *full = NULL;
