@@ -202,7 +202,12 @@ static int run(struct gt *t, int n, char **w)
         struct gargs a;
         if (gt_parse_op(gops[i], n, w, &a))
             return 1;
-        return gops[i]->fn(t, &a) ? 1 : 0;
+        const char *saved = t->device;
+        if (a.device)               /* "-m DEV" for this command only */
+            t->device = a.device;
+        int r = gops[i]->fn(t, &a) ? 1 : 0;
+        t->device = saved;
+        return r;
     }
     return tool_fail("%s: unknown command (try 'help')", w[0]);
 }

@@ -29,6 +29,7 @@ struct gt {
 struct gargs {
     bool fl[128];                   /* short flags seen (-l -> fl['l']) */
     const char *output;             /* --output human|json */
+    const char *device;             /* -m DEV given on a shell line */
     int npos;
     char **pos;                     /* positional arguments (borrowed) */
 };

@@ -40,7 +40,7 @@ static int parse(const struct gop *op, int argc, char **argv, struct gt *t, stru
         { NULL, 0, NULL, 0 },
     };
     char shorts[64];
-    snprintf(shorts, sizeof(shorts), "%s%s", t ? "f:m:U" : "", op->flags);
+    snprintf(shorts, sizeof(shorts), "%s%s", t ? "f:m:U" : "m:", op->flags);
     memset(a, 0, sizeof(*a));
     optind = 0;
     opterr = 0;
@@ -55,8 +55,11 @@ static int parse(const struct gop *op, int argc, char **argv, struct gt *t, stru
             a->output = optarg;
         } else if (c == 'f' && t) {
             t->format = optarg;
-        } else if (c == 'm' && t) {
-            t->device = optarg;
+        } else if (c == 'm') {
+            if (t)
+                t->device = optarg;
+            else
+                a->device = optarg;
         } else if (c == OPT_FORCE && t) {
             t->force = true;
         } else if (c > 0 && c < 128 && c != '?' && c != ':' && strchr(op->flags, c)) {

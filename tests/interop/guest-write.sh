@@ -87,6 +87,12 @@ verify "$T/mbr.img" mbr
 modify "$T/gpt.img" raw
 verify "$T/gpt.img" gpt
 
+# Several images: /dev/sda..., /dev/sdb...; -m inside the shell.
+out=$("$DK" shell --ro -c "list-filesystems; cat -m /dev/sdb2 /etc/motd; ls -m /dev/sdb1 /newdir" \
+      "$T/mbr.img" "$T/gpt.img") || fail "two-image shell"
+printf '%s\n' "$out" | grep -qx '/dev/sdb3: ext3' || fail "second disk is /dev/sdb: $out"
+printf '%s\n' "$out" | grep -qx 'motd text' || fail "shell cat -m /dev/sdb2"
+
 # A journal that needs recovery: read as is, writes refused unless --force.
 make_disk mbr "$T/j.img"
 dd if="$T/j.img" of="$T/root.part" bs=512 skip=18432 count=81920 status=none
