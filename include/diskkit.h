@@ -412,8 +412,8 @@ struct dk_fsinfo {
  * reads their partition tables and filesystem signatures. Never writes.
  * Problems that do not stop reading (GPT primary header damaged, backup
  * used; a partition that runs past the end of the disk and was clipped or
- * dropped) become warnings, see dk_guest_warning(). Returns the guest
- * (caller closes) or NULL with ERR filled. */
+ * dropped) become warnings, see dk_guest_warning(). FLAGS: none defined
+ * yet, pass 0. Returns the guest (caller closes) or NULL with ERR filled. */
 struct dk_guest *dk_guest_open(struct dk_image **imgs, size_t n, unsigned flags,
                                struct dk_error *err);
 /* Frees the guest (not the images). Every dk_fs opened on it must be
@@ -591,7 +591,8 @@ int dk_fs_link(struct dk_fs *fs, const char *existing, const char *newpath);
  * devices as makedev(). */
 int dk_fs_mknod(struct dk_fs *fs, const char *path, uint32_t mode, uint64_t rdev);
 int dk_fs_chmod(struct dk_fs *fs, const char *path, uint32_t mode);
-/* UID or GID (uint32_t)-1 leaves that one unchanged. */
+/* UID or GID (uint32_t)-1 leaves that one unchanged. Like lchown(2): a
+ * final symlink is changed itself, not followed (chmod follows it). */
 int dk_fs_chown(struct dk_fs *fs, const char *path, uint32_t uid, uint32_t gid);
 /* Sets atime (TS[0]) and mtime (TS[1]) like utimensat(2): tv_nsec
  * UTIME_NOW or UTIME_OMIT are honoured; TS NULL means both now. Does not

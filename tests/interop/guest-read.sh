@@ -93,6 +93,37 @@ expect_eq "$(cat "$T/out/data/file1")" "hello hard" "copy-out replaced symlink"
 "$DK" copy-out "$T/mbr.img" /boot "$T/out2" || fail "copy-out of a mountpoint"
 expect_eq "$(cat "$T/out2/boot/grub/grub.cfg")" "menuentry test" "copy-out /boot"
 
+# A directory of DESTDIR that is a symlink to elsewhere is never entered.
+mkdir "$T/out3" "$T/elsewhere"
+ln -s "$T/elsewhere" "$T/out3/data"
+"$DK" copy-out "$T/mbr.img" /data "$T/out3" 2>/dev/null && fail "copy-out into a symlinked dir succeeded"
+[ -z "$(ls -A "$T/elsewhere")" ] || fail "copy-out wrote through a symlinked directory"
+
+# Older release files, sysconfig hostname, /dev/vdX and PARTUUID= in fstab.
+mkdir -p "$T/rh/etc/sysconfig" "$T/rh/bin" "$T/rhboot/grub"
+echo "Fedora release 38 (Thirty Eight)" > "$T/rh/etc/redhat-release"
+printf 'NETWORKING=yes\nHOSTNAME=rhhost\n' > "$T/rh/etc/sysconfig/network"
+printf '/dev/vda2 / ext4 defaults 0 1\nPARTUUID=0000abcd-01 /boot ext2 defaults 0 2\n' > "$T/rh/etc/fstab"
+echo "rh grub" > "$T/rhboot/grub/grub.cfg"
+make_fs ext2 "$T/rhboot" 4 "" "$BOOT_UUID" "$T/rhb.img"
+make_fs ext4 "$T/rh" 8 "" "$ROOT_UUID" "$T/rhr.img"
+truncate -s 16M "$T/rh.img"
+printf 'label: dos\nlabel-id: 0x0000abcd\nstart=2048, size=8192, type=83\nstart=10240, size=16384, type=83\n' |
+    sfdisk -q "$T/rh.img" >/dev/null
+dd if="$T/rhb.img" of="$T/rh.img" bs=512 seek=2048 conv=notrunc status=none
+dd if="$T/rhr.img" of="$T/rh.img" bs=512 seek=10240 conv=notrunc status=none
+out=$("$DK" inspect "$T/rh.img") || fail "inspect redhat"
+printf '%s\n' "$out" | grep -qx 'distro: fedora' || fail "redhat-release distro: $out"
+printf '%s\n' "$out" | grep -qx 'major version: 38' || fail "redhat-release version"
+printf '%s\n' "$out" | grep -qx 'hostname: rhhost' || fail "sysconfig hostname"
+printf '%s\n' "$out" | grep -qx 'root: /dev/sda2' || fail "root"
+printf '%s\n' "$out" | grep -qx '    /boot: /dev/sda1' || fail "PARTUUID= in fstab"
+expect_eq "$("$DK" cat "$T/rh.img" /boot/grub/grub.cfg)" "rh grub" "cat via PARTUUID mount"
+rm "$T/rh/etc/redhat-release"; echo "12.4" > "$T/rh/etc/debian_version"
+make_fs ext4 "$T/rh" 8 "" "$ROOT_UUID" "$T/rhr.img"
+dd if="$T/rhr.img" of="$T/rh.img" bs=512 seek=10240 conv=notrunc status=none
+"$DK" inspect "$T/rh.img" | grep -qx 'product name: Debian 12.4' || fail "debian_version"
+
 # Bad input: clear one-line errors, non-zero exit.
 expect_err "$DK" cat "$T/mbr.img" /etc/nothere | grep -q 'No such file' || fail "missing file message"
 expect_err "$DK" ls "$T/mbr.img" /etc/hostname/x | grep -q 'Not a directory' || fail "file as dir message"
