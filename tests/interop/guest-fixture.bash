@@ -34,6 +34,7 @@ OSR
 UUID=$ROOT_UUID / ext4 defaults 0 1
 LABEL=BOOTFS /boot ext2 defaults 0 2
 UUID=$DATA_UUID /srv/data ext3 defaults 0 2
+LABEL=DATAFS /mnt/with\\040space ext3 defaults 0 2
 /dev/vdz9 /nowhere ext4 defaults 0 0
 none /proc proc defaults 0 0
 FSTAB

@@ -40,6 +40,7 @@ check_image() {   # IMAGE SCHEME: every read command against the known tree
     expect_eq "$("$DK" cat "$img" /boot/grub/grub.cfg)" "menuentry test" "cat /boot via fstab"
     expect_eq "$("$DK" cat "$img" /srv/data/dir/file3)" data3 "cat /srv/data via fstab"
     expect_eq "$("$DK" cat -m /dev/sda1 "$img" /vmlinuz-test)" kernel "cat -m"
+    expect_eq "$("$DK" cat "$img" "/mnt/with space/dir/file3")" data3 "fstab \\040 escape"
     expect_eq "$("$DK" cat "$img" /etc/link-slow)" guesthost "slow symlink"
     expect_eq "$("$DK" cat "$img" /etc/link-fast | head -1)" 'NAME="Test OS"' "fast symlink"
     expect_eq "$("$DK" cat "$img" /data/evil-abs)" "root:x:0:0:root:/root:/bin/sh" "absolute symlink stays in guest"
