@@ -19,13 +19,16 @@ enum { OPT_OUTPUT = 0x2000, OPT_FORCE };
 
 static void usage(const struct gop *op, FILE *f)
 {
-    fprintf(f, "Usage: diskkit %s [-f FMT] [-m DEV] [common options] IMAGE%s%s\n%s\n\n"
+    char fl[16] = "";
+    if (op->flags[0])
+        snprintf(fl, sizeof(fl), "[-%s] ", op->flags);
+    fprintf(f, "Usage: diskkit %s %s[-f FMT] [-m DEV] [common options] IMAGE%s%s\n%s\n\n"
             "  -f FMT      image format (default: probe)\n"
             "  -m DEV      guest filesystem (default: the inspected OS, mounts from its\n"
             "              fstab; or the only filesystem)\n"
             "  --object, --passphrase-file, --image-opts, -U, --allow-external-paths\n"
             "              as for the image commands\n",
-            op->name, op->synopsis[0] ? " " : "", op->synopsis, op->summary);
+            op->name, fl, op->synopsis[0] ? " " : "", op->synopsis, op->summary);
     if (op->writes)
         fprintf(f, "  --force     write even when the guest journal needs recovery\n");
 }
