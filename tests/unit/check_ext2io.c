@@ -3,6 +3,7 @@
  * of a raw image: io_manager contract (names, read-only views, ranges),
  * then files, directories, links, rename, truncate and the error codes. */
 #include <check.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -211,6 +212,66 @@ START_TEST(fs_operations)
 }
 END_TEST
 
+/* Several threads on one dk_fs (as the FUSE mounter does): each creates,
+ * writes, reads back and renames its own files. */
+struct worker { struct dk_fs *fs; int id; int bad; };
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    char p1[64], p2[64], buf[3000], back[3000];
+    for (int i = 0; i < 40; i++) {
+        snprintf(p1, sizeof(p1), "/t%d/f%d", w->id, i);
+        snprintf(p2, sizeof(p2), "/t%d/g%d", w->id, i);
+        memset(buf, 'a' + w->id, sizeof(buf));
+        buf[0] = (char)i;
+        struct dk_fsfile *f;
+        if (dk_fsfile_open(w->fs, p1, DK_O_WRITE | DK_O_CREAT, 0644, &f) < 0) {
+            w->bad++;
+            continue;
+        }
+        if (dk_fsfile_pwrite(f, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) ||
+            dk_fsfile_pread(f, back, sizeof(back), 0) != (ssize_t)sizeof(back) ||
+            memcmp(buf, back, sizeof(buf)))
+            w->bad++;
+        dk_fsfile_close(f);
+        if (dk_fs_rename(w->fs, p1, p2) < 0 || (i % 3 == 0 && dk_fs_unlink(w->fs, p2) < 0))
+            w->bad++;
+    }
+    return NULL;
+}
+
+START_TEST(threads)
+{
+    struct dk_fs *fs = open_fs(DK_FS_RDWR);
+    pthread_t th[4];
+    struct worker w[4];
+    for (int i = 0; i < 4; i++) {
+        char d[16];
+        snprintf(d, sizeof(d), "/t%d", i);
+        ck_assert_int_eq(dk_fs_mkdir(fs, d, 0755), 0);
+        w[i] = (struct worker){ fs, i, 0 };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, work, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(w[i].bad, 0);
+    }
+    int n = 0;
+    ck_assert_int_eq(dk_fs_readdir(fs, "/t2", count_cb, &n), 0);
+    ck_assert_int_eq(n, 26);                /* 40 renamed, 14 removed */
+    ck_assert_int_eq(dk_fs_close(fs), 0);
+    dk_guest_close(g);
+    ck_assert_int_eq(dk_flush(img), 0);
+    if (access("/sbin/e2fsck", X_OK) == 0) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "/sbin/e2fsck -fn '%s?offset=%u' >/dev/null 2>&1",
+                 path, PART_OFF);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ext2io");
@@ -218,6 +279,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, io_manager_contract);
     tcase_add_test(t, fs_operations);
+    tcase_add_test(t, threads);
     suite_add_tcase(s, t);
     return s;
 }
