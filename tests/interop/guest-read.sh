@@ -179,6 +179,14 @@ done
 case " $formats " in *" qcow2 "*)
     qemu-img convert -O qcow2 "$T/mbr.img" "$T/base.qcow2"
     qemu-img create -q -f qcow2 -b "$T/base.qcow2" -F qcow2 "$T/top.qcow2"
-    check_image "$T/top.qcow2" mbr ;;
+    check_image "$T/top.qcow2" mbr
+    # an encrypted (LUKS) qcow2: the secret comes from --object
+    if qemu-img convert -O qcow2 --object secret,id=sec0,data=guestpass \
+         -o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 \
+         "$T/mbr.img" "$T/enc.qcow2" 2>/dev/null; then
+        expect_eq "$("$DK" cat --object secret,id=sec0,data=guestpass "$T/enc.qcow2" /boot/grub/grub.cfg)" \
+                  "menuentry test" "cat through LUKS qcow2"
+        expect_err "$DK" cat "$T/enc.qcow2" /etc/hostname | grep -q 'encrypted' || fail "no secret"
+    fi ;;
 esac
 echo "ok ($ran extra formats)"
