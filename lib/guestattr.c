@@ -199,7 +199,7 @@ static int rename_locked(struct dk_fs *fs, const char *from, const char *to)
         return dk_fs_e2err(fs, e, "rename: removing", from);
     if (isdir && sdir != ddir) {
         struct dotdot dd = { ddir };
-        e = ext2fs_dir_iterate2(fs->e2, ino, DIRENT_FLAG_INCLUDE_INLINE_DATA, NULL,
+        e = ext2fs_dir_iterate2(fs->e2, ino, 0, NULL,
                                 dotdot_cb, &dd);
         if (e)
             return dk_fs_e2err(fs, e, "rename: updating .. of", to);

@@ -490,7 +490,7 @@ static int readdir_locked(struct dk_fs *fs, ext2_ino_t ino, const char *what,
     errcode_t e = ext2fs_check_directory(fs->e2, ino);
     if (e)
         return lookup_err(fs, e, what);
-    e = ext2fs_dir_iterate2(fs->e2, ino, DIRENT_FLAG_INCLUDE_INLINE_DATA, NULL, rd_cb, &c);
+    e = ext2fs_dir_iterate2(fs->e2, ino, 0, NULL, rd_cb, &c);
     if (e)
         return dk_fs_e2err(fs, e, "reading directory", what);
     return c.ret;

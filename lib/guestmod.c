@@ -350,7 +350,7 @@ static int empty_cb(ext2_ino_t dir, int entry, struct ext2_dir_entry *de, int of
 static int dir_is_empty(struct dk_fs *fs, ext2_ino_t ino, const char *path)
 {
     int found = 0;
-    errcode_t e = ext2fs_dir_iterate2(fs->e2, ino, DIRENT_FLAG_INCLUDE_INLINE_DATA, NULL,
+    errcode_t e = ext2fs_dir_iterate2(fs->e2, ino, 0, NULL,
                                       empty_cb, &found);
     if (e)
         return dk_fs_e2err(fs, e, "reading", path);
