@@ -187,7 +187,11 @@ int mount_args_parse(struct mount_args *a, int argc, char **argv)
             return 1;
         }
         if (c == OPT_VERSION) {
-            printf("diskkit-mount %s (libfuse %d)\n", DK_VERSION_STRING, fuse_version());
+            printf("diskkit-mount %s (libfuse %d)\nformats:", DK_VERSION_STRING,
+                   fuse_version());
+            for (const char *const *f = dk_formats(); *f; f++)
+                printf(" %s", *f);
+            putchar('\n');
             return 1;
         }
         if (c == '?' || c == ':') {

@@ -98,6 +98,60 @@ static struct dk_image *open_image(const struct mount_args *a, const char *path)
     return img;
 }
 
+/* Undoes the octal escapes (\040 for a space) of a /proc/self/mountinfo
+ * field, in place. */
+static void unescape_field(char *s)
+{
+    char *d = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+            s[3] >= '0' && s[3] <= '7') {
+            *d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *d++ = *s;
+        }
+    }
+    *d = 0;
+}
+
+/* Raises the kernel's readahead for our mount to MOUNT_READAHEAD_KB.
+ * The kernel starts FUSE mounts at 128 KiB, so sequential reads arrive
+ * as 128 KiB requests whatever max_readahead we answer in INIT; 1 MiB
+ * requests read about 4x faster. Best effort: needs write access to
+ * /sys/class/bdi (root); the mount works the same without it. We find the
+ * mount's device in mountinfo, not with stat(), which would wait for the
+ * FUSE loop that is not running yet. */
+#define MOUNT_READAHEAD_KB 1024
+static void raise_readahead(const char *mountpoint)
+{
+    char want[PATH_MAX], line[PATH_MAX + 512], dev[32] = "";
+    if (!realpath(mountpoint, want))
+        return;
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        char devf[32], mnt[PATH_MAX + 1];
+        if (sscanf(line, "%*d %*d %31s %*s %4096s", devf, mnt) != 2)
+            continue;
+        unescape_field(mnt);
+        const char *type = strstr(line, " - fuse.diskkit ");
+        if (type && !strcmp(mnt, want))
+            snprintf(dev, sizeof(dev), "%s", devf);   /* the last one wins */
+    }
+    fclose(f);
+    if (!dev[0])
+        return;
+    char path[96];
+    snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+    FILE *ra = fopen(path, "w");
+    if (ra) {
+        fprintf(ra, "%d\n", MOUNT_READAHEAD_KB);
+        fclose(ra);
+    }
+}
+
 /* Tells the waiting parent that the mount is ready, then detaches. */
 static void signal_ready(int fd)
 {
@@ -146,12 +200,16 @@ static int serve(struct mount_state *st, const struct mount_args *a,
         mount_error("cannot install signal handlers");
         goto out_unmount;
     }
+    raise_readahead(a->mountpoint);
     signal_ready(ready_fd);
     struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 10 };
+    /* 0: unmounted; > 0: the signal that ended it (a normal stop too). */
     rc = fuse_loop_mt(f, &cfg);
-    if (rc != 0)
-        syslog(LOG_ERR, "%s: FUSE loop ended with error %d", a->mountpoint, rc);
-    rc = rc ? -1 : 0;
+    if (rc < 0) {
+        syslog(LOG_ERR, "%s: FUSE loop failed: %s", a->mountpoint, strerror(-rc));
+        mount_error("%s: FUSE loop failed: %s", a->mountpoint, strerror(-rc));
+    }
+    rc = rc < 0 ? -1 : 0;
     fuse_remove_signal_handlers(se);
 out_unmount:
     fuse_unmount(f);
@@ -181,19 +239,26 @@ static int run(const struct mount_args *a, int ready_fd)
         return 1;
     }
     struct mount_state st = { .read_only = a->read_only, .image_path = path };
+    int r;
     if (!(st.img = open_image(a, path)))
         return 1;
     const struct fuse_operations *ops = raw_operations();
     if (!a->raw) {
-        mount_error("filesystem mode needs the guest layer, which this build "
-                    "does not have yet; use --raw");
-        dk_close(st.img);
-        return 1;
+        if (fs_setup(&st, a->device) < 0) {
+            dk_close(st.img);
+            return 1;
+        }
+        ops = fs_operations();
     }
     int rc = serve(&st, a, ops, ready_fd) < 0 ? 1 : 0;
-    if (dk_close(st.img) < 0) {
-        syslog(LOG_ERR, "%s: flushing the image failed", path);
-        mount_error("%s: flushing the image failed", path);
+    if (!a->raw && (r = fs_teardown(&st)) < 0) {
+        syslog(LOG_ERR, "%s: writing back the guest filesystem: %s", path, strerror(-r));
+        mount_error("%s: writing back the guest filesystem: %s", path, strerror(-r));
+        rc = 1;
+    }
+    if ((r = dk_close(st.img)) < 0) {
+        syslog(LOG_ERR, "%s: flushing the image failed: %s", path, strerror(-r));
+        mount_error("%s: flushing the image failed: %s", path, strerror(-r));
         rc = 1;
     }
     return rc;

@@ -62,7 +62,8 @@ struct mount_state {
     struct dk_image *img;       /* owned; closed by main after the loop */
     bool read_only;
     const char *image_path;     /* for the mtime and owner of the files */
-    struct dk_fs *fs;           /* filesystem mode only */
+    struct dk_guest *guest;     /* filesystem mode only: owned */
+    struct dk_fs *fs;           /* filesystem mode only: owned */
 };
 
 /* The operations of --raw mode. */
@@ -75,7 +76,8 @@ const struct fuse_operations *fs_operations(void);
 /* Opens the guest filesystem of ST->img (DEVICE or by inspection) into
  * ST->fs. Returns 0 or -1 with the message printed. */
 int fs_setup(struct mount_state *st, const char *device);
-/* Closes ST->fs, writing everything back. Returns 0 or -errno. */
+/* Closes ST->fs (writing everything back) and the guest. Returns 0 or
+ * -errno. */
 int fs_teardown(struct mount_state *st);
 
 #endif
