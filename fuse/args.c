@@ -2,9 +2,8 @@
  * secrets for encrypted images (qemu's --object secret,id=ID,data=|file=
  * syntax and the --passphrase-file shortcut of INTERFACE.md).
  *
- * Known gaps: --image-opts is not accepted here (the image is always a
- * plain file name); a single secret is picked when several are given only
- * if there is exactly one.
+ * With --image-opts, IMAGE is qemu's "driver=FMT,file.filename=PATH,
+ * encrypt.key-secret=ID" form.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -21,7 +20,7 @@
 
 enum {
     OPT_RO = 0x1000, OPT_RAW, OPT_FOREGROUND, OPT_OBJECT, OPT_PASSFILE,
-    OPT_ALLOW_EXTERNAL, OPT_HELP, OPT_VERSION,
+    OPT_ALLOW_EXTERNAL, OPT_IMAGE_OPTS, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option longopts[] = {
@@ -37,6 +36,7 @@ static const struct option longopts[] = {
     { "object", required_argument, NULL, OPT_OBJECT },
     { "passphrase-file", required_argument, NULL, OPT_PASSFILE },
     { "allow-external-paths", no_argument, NULL, OPT_ALLOW_EXTERNAL },
+    { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
     { "help", no_argument, NULL, OPT_HELP },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -65,6 +65,7 @@ static void usage(void)
 "      --object secret,id=ID,data=STR|file=PATH   secret of an encrypted image\n"
 "      --passphrase-file F  passphrase of an encrypted image (first line of F)\n"
 "      --allow-external-paths  allow extent/data files outside the image dir\n"
+"      --image-opts         IMAGE is driver=FMT,file.filename=PATH[,encrypt.key-secret=ID]\n"
 "      --help               this text\n"
 "      --version            version\n");
 }
@@ -159,6 +160,7 @@ static int parse_option(struct mount_args *a, int c, const char *arg)
     case OPT_RAW: a->raw = true; return 0;
     case OPT_FOREGROUND: a->foreground = true; return 0;
     case OPT_ALLOW_EXTERNAL: a->allow_external = true; return 0;
+    case OPT_IMAGE_OPTS: a->image_opts_given = true; return 0;
     case OPT_OBJECT: return add_object(a, arg);
     case OPT_PASSFILE:
         if (a->passphrase) {
@@ -175,6 +177,41 @@ static int parse_option(struct mount_args *a, int c, const char *arg)
         mount_error("unknown option (try --help)");
         return -1;
     }
+}
+
+/* --image-opts: takes the file name, format and key id from a->image. */
+static int parse_image_opts(struct mount_args *a)
+{
+    struct dk_error e = { 0 };
+    if (dk_opts_parse(&a->image_opts, a->image, &e) < 0) {
+        mount_error("--image-opts: %s", e.msg);
+        return -1;
+    }
+    const char *fn = dk_opts_get(a->image_opts, "file.filename");
+    if (!fn)
+        fn = dk_opts_get(a->image_opts, "filename");
+    if (!fn) {
+        mount_error("--image-opts: missing file.filename=");
+        return -1;
+    }
+    const char *drv = dk_opts_get(a->image_opts, "driver");
+    if (drv && a->format && strcmp(drv, a->format)) {
+        mount_error("--image-opts: driver=%s contradicts -f %s", drv, a->format);
+        return -1;
+    }
+    a->image = fn;
+    if (drv)
+        a->format = drv;
+    a->key_secret = dk_opts_get(a->image_opts, "encrypt.key-secret");
+    if (a->key_secret) {
+        for (size_t i = 0; i < a->nsecrets; i++)
+            if (!strcmp(a->secrets[i].id, a->key_secret))
+                return 0;
+        mount_error("no secret with id '%s' (give it with --object secret,id=%s,...)",
+                    a->key_secret, a->key_secret);
+        return -1;
+    }
+    return 0;
 }
 
 int mount_args_parse(struct mount_args *a, int argc, char **argv)
@@ -211,6 +248,8 @@ int mount_args_parse(struct mount_args *a, int argc, char **argv)
     }
     a->image = argv[optind];
     a->mountpoint = argv[optind + 1];
+    if (a->image_opts_given && parse_image_opts(a) < 0)
+        return -1;
     if (a->force_share && !a->read_only) {
         mount_error("-U/--force-share is only allowed together with --ro");
         return -1;
@@ -226,6 +265,13 @@ void mount_args_secret(const struct mount_args *a, const unsigned char **data, s
 {
     *data = NULL;
     *len = 0;
+    for (size_t i = 0; a->key_secret && i < a->nsecrets; i++) {
+        if (!strcmp(a->secrets[i].id, a->key_secret)) {
+            *data = a->secrets[i].data;
+            *len = a->secrets[i].len;
+            return;
+        }
+    }
     if (a->nsecrets == 1) {
         *data = a->secrets[0].data;
         *len = a->secrets[0].len;
@@ -247,5 +293,6 @@ void mount_args_free(struct mount_args *a)
         explicit_bzero(a->passphrase, a->passphrase_len);
         free(a->passphrase);
     }
+    dk_opts_free(a->image_opts);
     memset(a, 0, sizeof(*a));
 }

@@ -291,8 +291,9 @@ int main(int argc, char **argv)
         mount_args_free(&a);
         return r > 0 ? 0 : 1;
     }
-    if (a.nsecrets > 1) {
-        mount_error("several --object secrets given; diskkit-mount uses exactly one");
+    if (a.nsecrets > 1 && !a.key_secret) {
+        mount_error("several --object secrets given: name one with --image-opts "
+                    "...,encrypt.key-secret=ID");
         mount_args_free(&a);
         return 1;
     }

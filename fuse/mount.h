@@ -28,7 +28,7 @@ void mount_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define MOUNT_MAX_SECRETS 8
 
 struct mount_args {
-    const char *image;          /* borrowed from argv */
+    const char *image;          /* file name (argv, or from --image-opts) */
     const char *mountpoint;
     const char *format;         /* -f, NULL to probe */
     const char *device;         /* -m, NULL for inspection */
@@ -39,6 +39,9 @@ struct mount_args {
     bool debug;                 /* -d: libfuse request trace */
     bool force_share;           /* -U */
     bool allow_external;        /* --allow-external-paths */
+    bool image_opts_given;      /* --image-opts */
+    struct dk_opts *image_opts; /* IMAGE parsed as driver=..,file.filename=.. */
+    const char *key_secret;     /* encrypt.key-secret= of the image options */
     size_t nsecrets;
     struct { char *id; unsigned char *data; size_t len; } secrets[MOUNT_MAX_SECRETS];
     unsigned char *passphrase;  /* --passphrase-file */
@@ -48,8 +51,8 @@ struct mount_args {
 /* Parses ARGV into A. Returns 0 to go on, 1 when --help/--version was
  * handled (exit 0), -1 on a usage error (message printed). */
 int mount_args_parse(struct mount_args *a, int argc, char **argv);
-/* The secret to open the image with (the only --object secret, else the
- * passphrase), or NULL. */
+/* The secret to open the image with: the one named by encrypt.key-secret,
+ * else the only --object secret, else the passphrase; or NULL. */
 void mount_args_secret(const struct mount_args *a, const unsigned char **data,
                        size_t *len);
 /* Wipes and frees the secrets. */

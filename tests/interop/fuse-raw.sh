@@ -72,6 +72,14 @@ if [ $WFMT = qcow2 ]; then
 fi
 echo "ok: writes through $WFMT"
 
+# qemu's --image-opts form names the file and the driver.
+fuse_mount io --raw --ro --image-opts "driver=raw,file.filename=$T/base.raw" || die "--image-opts"
+cmp io/disk base.raw || die "--image-opts mount differs"
+fuse_umount io || die "unmount --image-opts"
+! timeout 20 "$MOUNTER" --raw --ro --image-opts "driver=raw,file.filename=base.raw,encrypt.key-secret=k" io \
+    2>err || die "missing secret accepted"
+grep -q "no secret with id 'k'" err || die "bad message: $(cat err)"
+
 # --ro refuses writes.
 fuse_mount r -f raw --raw --ro base.raw || die "mount ro"
 ! dd if=ab of=r/disk bs=4096 count=1 conv=notrunc status=none 2>/dev/null || die "--ro write"
