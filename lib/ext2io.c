@@ -59,9 +59,17 @@ struct chan {
     uint64_t *tags;                    /* block number + 1, 0 = empty */
 };
 
+static pthread_once_t et_once = PTHREAD_ONCE_INIT;
+
+static void et_init(void)
+{
+    initialize_ext2_error_table();      /* error_message() for EXT2_ET_* */
+}
+
 int dk_ext2io_register(struct dk_image *img, uint64_t off, uint64_t size,
                        bool writable, char *name, size_t namelen)
 {
+    pthread_once(&et_once, et_init);
     pthread_mutex_lock(&reg_lock);
     for (size_t i = 0; i < REG_MAX; i++) {
         if (reg[i].used)

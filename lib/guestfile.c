@@ -104,8 +104,17 @@ static ssize_t pread_locked(struct dk_fs *fs, ext2_ino_t ino, void *buf, size_t 
     errcode_t e = ext2fs_file_open(fs->e2, ino, 0, &ef);
     if (e)
         return dk_fs_e2err(fs, e, "reading", fs->device);
+    /* Clamp to i_size: libext2fs returns the whole inline-data area (60+
+     * bytes) for inline files, whatever their size. */
+    __u64 size = 0;
+    e = ext2fs_file_get_lsize(ef, &size);
+    if (!e && off >= size)
+        len = 0;
+    else if (!e && len > size - off)
+        len = (size_t)(size - off);
     size_t done = 0;
-    e = ext2fs_file_llseek(ef, off, EXT2_SEEK_SET, NULL);
+    if (!e)
+        e = ext2fs_file_llseek(ef, off, EXT2_SEEK_SET, NULL);
     while (!e && done < len) {
         unsigned got = 0, want = len - done > (1u << 30) ? 1u << 30 : (unsigned)(len - done);
         e = ext2fs_file_read(ef, (char *)buf + done, want, &got);

@@ -228,6 +228,8 @@ static const struct dk_fsinfo *default_fs(struct dk_guest *g, struct dk_error *e
             only = &all[i], count++;
     if (count == 1)
         return only;
+    if (count == 0 && n == 1)
+        return &all[0];         /* one unreadable device: say what it is */
     if (count)
         dk_error_set(err, -ENOENT, "no operating system found and %zu filesystems: "
                      "choose one with -m DEVICE", count);
@@ -239,13 +241,11 @@ static const struct dk_fsinfo *default_fs(struct dk_guest *g, struct dk_error *e
 static int check_open_rw(struct dk_fs *fs, unsigned flags, struct dk_error *err)
 {
     struct ext2_super_block *sb = fs->e2->super;
-    if (flags & DK_FS_FORCE)
-        return 0;
-    if (ext2fs_has_feature_journal_needs_recovery(sb))
+    if (!(flags & DK_FS_FORCE) && ext2fs_has_feature_journal_needs_recovery(sb))
         return dk_error_set(err, -EBUSY, "%s: the journal needs recovery (the guest was "
                             "not shut down cleanly); run e2fsck on it or pass --force",
                             fs->device);
-    if (sb->s_state & EXT2_ERROR_FS)
+    if (!(flags & DK_FS_FORCE) && (sb->s_state & EXT2_ERROR_FS))
         return dk_error_set(err, -EUCLEAN, "%s: the filesystem has errors; run e2fsck "
                             "on it first", fs->device);
     errcode_t e = ext2fs_read_bitmaps(fs->e2);
@@ -264,7 +264,9 @@ static struct dk_fs *fs_setup(struct dk_guest *g, const struct dk_fsinfo *f,
         return NULL;
     }
     if ((flags & DK_FS_RDWR) && dk_image_read_only(img)) {
-        dk_error_set(err, -EROFS, "%s: the image is open read-only", f->device);
+        dk_error_set(err, -EROFS, img->probed_raw ? "%s: the image was probed as raw: "
+                     "writes need an explicit -f raw" : "%s: the image is open read-only",
+                     f->device);
         return NULL;
     }
     struct dk_fs *fs = calloc(1, sizeof(*fs));

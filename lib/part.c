@@ -171,7 +171,8 @@ static int mbr_logicals(struct scan *s, uint64_t ext_start, uint64_t ext_count, 
         if (e0[4] && lcount) {
             struct dk_partition proto;
             mbr_proto(&proto, e0, sig, num);
-            if (lstart > ext_count || lcount > ext_count - (ebr - ext_start) - lstart)
+            uint64_t room = ext_count - (ebr - ext_start);   /* > 0, checked above */
+            if (lstart > room || lcount > room - lstart)
                 warn(s, "logical partition %u lies outside the extended partition; ignored",
                      num);
             else
