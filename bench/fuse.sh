@@ -36,8 +36,15 @@ mkdir "$W/m"; : > "$W/export"
 mounted() { grep -q " $1 fuse" /proc/mounts; }
 wait_mounted() { local i; for i in $(seq 300); do mounted "$1" && return 0; sleep 0.05; done; return 1; }
 wait_gone() { local i; for i in $(seq 300); do mounted "$1" || return 0; sleep 0.05; done; return 1; }
-# Waits until no process holds a write lock on IMAGE (the mounter exited).
-wait_unlocked() { local i; for i in $(seq 300); do qemu-img info "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; }
+# Waits until the mounter has exited: a read-write qemu-io conflicts with
+# its lock (qemu-img info takes none).
+wait_unlocked() {
+    local i
+    for i in $(seq 300); do
+        qemu-io -f "$2" -c quit "$1" >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+}
 
 # Reads FILE sequentially; prints GiB/s.
 read_rate() {
@@ -50,7 +57,7 @@ read_rate() {
 }
 
 mount_diskkit() { "$MOUNTER" --ro "$@" "$W/m"; }
-umount_diskkit() { fusermount3 -u "$W/m"; wait_gone "$W/m"; wait_unlocked "$1"; }
+umount_diskkit() { fusermount3 -u "$W/m"; wait_gone "$W/m"; wait_unlocked "$1" "$2"; }
 mount_fuse2fs() { fuse2fs -o ro,fakeroot "$1" "$W/m" >/dev/null 2>&1 && wait_mounted "$W/m"; }
 mount_qsd() {   # IMAGE DRIVER
     qemu-storage-daemon \
@@ -81,18 +88,18 @@ echo "warming the host page cache with the image files"
 cat "$CORPUS/A.raw" "$CORPUS/A.qcow2" > /dev/null
 echo "file read: /data/big.bin (512 MiB), best of $RUNS"
 bench "diskkit-mount A.raw" "mount_diskkit -f raw $CORPUS/A.raw" \
-      "umount_diskkit $CORPUS/A.raw" "$W/m/data/big.bin"
+      "umount_diskkit $CORPUS/A.raw raw" "$W/m/data/big.bin"
 bench "diskkit-mount A.qcow2" "mount_diskkit -f qcow2 $CORPUS/A.qcow2" \
-      "umount_diskkit $CORPUS/A.qcow2" "$W/m/data/big.bin"
+      "umount_diskkit $CORPUS/A.qcow2 qcow2" "$W/m/data/big.bin"
 if command -v fuse2fs >/dev/null; then
     bench "fuse2fs A.raw" "mount_fuse2fs $CORPUS/A.raw" \
           "fusermount3 -u $W/m; wait_gone $W/m" "$W/m/data/big.bin"
 else echo "  fuse2fs: not installed, skipped"; fi
 echo "whole-disk read: 4 GiB virtual disk, best of $RUNS"
 bench "diskkit-mount --raw A.raw" "mount_diskkit --raw -f raw $CORPUS/A.raw" \
-      "umount_diskkit $CORPUS/A.raw" "$W/m/disk"
+      "umount_diskkit $CORPUS/A.raw raw" "$W/m/disk"
 bench "diskkit-mount --raw A.qcow2" "mount_diskkit --raw -f qcow2 $CORPUS/A.qcow2" \
-      "umount_diskkit $CORPUS/A.qcow2" "$W/m/disk"
+      "umount_diskkit $CORPUS/A.qcow2 qcow2" "$W/m/disk"
 if command -v qemu-storage-daemon >/dev/null; then
     bench "qemu-storage-daemon A.raw" "mount_qsd $CORPUS/A.raw raw" "umount_qsd" "$W/export"
     bench "qemu-storage-daemon A.qcow2" "mount_qsd $CORPUS/A.qcow2 qcow2" "umount_qsd" "$W/export"

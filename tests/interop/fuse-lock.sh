@@ -17,14 +17,6 @@ mkdir a b c
 one_line_error() {   # the captured stderr is exactly one "diskkit-mount: " line
     [ "$(wc -l < "$1")" = 1 ] && grep -q "^diskkit-mount: " "$1"
 }
-wait_unlocked() {    # the daemon exits just after the unmount
-    local i
-    for i in $(seq 100); do
-        qemu-img info d.raw >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    die "image still locked 10 s after unmount"
-}
 
 # Daemon mode: mounted when the command returns.
 timeout 20 "$MOUNTER" -f raw --raw d.raw a || die "daemon mount"
@@ -44,14 +36,18 @@ fuse_mount b -U --ro -f raw --raw d.raw || die "-U --ro mount"
 cmp a/disk b/disk || die "-U view differs"
 fuse_umount b || die "unmount -U"
 fusermount3 -u a || die "unmount daemon"
-wait_unlocked
+wait_unlocked d.raw raw
 echo "ok: mounter vs mounter"
 
 # qemu-io holds the image for writing: every locking mount is refused.
-timeout 30 qemu-io -f raw -c 'sleep 20000' d.raw >/dev/null 2>&1 &
+timeout 100 qemu-io -f raw -c 'sleep 90000' d.raw >/dev/null 2>&1 &
 QPID=$!
-for i in $(seq 100); do
-    qemu-img info d.raw >/dev/null 2>&1 || break
+# qemu-io shares write access with other qemu-io's, so only its lock in
+# /proc/locks tells that it has the image open.
+ino=$(stat -c %i d.raw)
+end=$((SECONDS + 30))
+until grep -qE ":$ino [0-9]+ [0-9]+\$" /proc/locks; do
+    [ $SECONDS -lt $end ] || die "qemu-io did not lock the image"
     sleep 0.1
 done
 ! timeout 20 "$MOUNTER" -f raw --raw d.raw c 2>err || die "rw mount while qemu-io writes"
@@ -61,7 +57,7 @@ grep -q 'force-share' err || die "no -U hint: $(cat err)"
 fuse_mount c -U --ro -f raw --raw d.raw || die "-U --ro while qemu-io writes"
 fuse_umount c || die "unmount c"
 kill "$QPID"; wait "$QPID" 2>/dev/null
-wait_unlocked
+wait_unlocked d.raw raw
 echo "ok: qemu-io vs mounter"
 
 # Daemon start-up failures: one line, non-zero, nothing mounted.

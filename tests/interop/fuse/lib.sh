@@ -33,7 +33,26 @@ fuse_cleanup() {
         kill "${FUSE_PIDS[$m]}" 2>/dev/null
         wait "${FUSE_PIDS[$m]}" 2>/dev/null
     done
-    [ -n "${T:-}" ] && rm -rf "$T"
+    # Daemon-mode mounts the test made and did not get to unmount.
+    if [ -n "${T:-}" ]; then
+        awk -v t="$T/" '$3 ~ /^fuse/ && index($2, t) == 1 { print $2 }' /proc/mounts |
+            while read -r m; do fusermount3 -uz "$m" 2>/dev/null; done
+        rm -rf "$T"
+    fi
+}
+
+# Is IMAGE (FMT) free of diskkit-mount? A read-write qemu-io conflicts with
+# a writer that refuses to share writes, as diskkit-mount does. (`qemu-img
+# info` takes no lock; qemu-io itself shares writes.)
+image_unlocked() { qemu-io -f "$2" -c quit "$1" >/dev/null 2>&1; }
+# Waits up to 20 s for IMAGE (FMT) to be free, e.g. for a daemon-mode
+# mounter to exit after its unmount.
+wait_unlocked() {
+    local end=$((SECONDS + 20))
+    while ! image_unlocked "$1" "$2"; do
+        [ $SECONDS -lt $end ] || die "$1 still locked 20 s after unmount"
+        sleep 0.1
+    done
 }
 
 fuse_init() {
@@ -49,12 +68,6 @@ fuse_init() {
         skip "FUSE mounts do not work here: $(tail -n 1 "$T/probe.err")"
     fi
     fusermount3 -u "$T/probe"
-    # The daemon exits right after the unmount; wait so its lock is gone.
-    local i
-    for i in $(seq 100); do
-        qemu-img info "$T/probe.img" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
 }
 
 # fuse_mount MNT [diskkit-mount args... IMAGE]
