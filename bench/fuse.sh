@@ -27,7 +27,7 @@ cleanup() {
     for m in "$W"/m "$W"/export; do
         grep -q " $m fuse" /proc/mounts && fusermount3 -uz "$m"
     done
-    [ -n "$QSD_PID" ] && kill "$QSD_PID" 2>/dev/null
+    if [ -n "$QSD_PID" ]; then kill "$QSD_PID" 2>/dev/null; fi
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -116,3 +116,4 @@ echo "  file  raw   diskkit/fuse2fs:            $(ratio 'diskkit-mount A.raw' 'f
 echo "  file  qcow2 diskkit/fuse2fs(raw):       $(ratio 'diskkit-mount A.qcow2' 'fuse2fs A.raw')"
 echo "  disk  raw   diskkit/storage-daemon:     $(ratio 'diskkit-mount --raw A.raw' 'qemu-storage-daemon A.raw')"
 echo "  disk  qcow2 diskkit/storage-daemon:     $(ratio 'diskkit-mount --raw A.qcow2' 'qemu-storage-daemon A.qcow2')"
+exit 0
