@@ -175,9 +175,9 @@ static void signal_ready(int fd)
     }
 }
 
-/* Mounts ST on MOUNTPOINT and serves requests until unmounted. Returns 0
+/* Mounts ST on MNT (absolute) and serves requests until unmounted. Returns 0
  * or -1 (message printed, or logged once detached). */
-static int serve(struct mount_state *st, const struct mount_args *a,
+static int serve(struct mount_state *st, const struct mount_args *a, const char *mnt,
                  const struct fuse_operations *ops, int ready_fd)
 {
     struct fuse_args fa = FUSE_ARGS_INIT(0, NULL);
@@ -191,7 +191,7 @@ static int serve(struct mount_state *st, const struct mount_args *a,
         mount_error("invalid FUSE options '%s'", a->fuse_opts ? a->fuse_opts : "");
         goto out_args;
     }
-    if (fuse_mount(f, a->mountpoint) != 0) {
+    if (fuse_mount(f, mnt) != 0) {
         mount_error("cannot mount on '%s' (see the fuse message above)", a->mountpoint);
         goto out_destroy;
     }
@@ -200,14 +200,14 @@ static int serve(struct mount_state *st, const struct mount_args *a,
         mount_error("cannot install signal handlers");
         goto out_unmount;
     }
-    raise_readahead(a->mountpoint);
+    raise_readahead(mnt);
     signal_ready(ready_fd);
     struct fuse_loop_config cfg = { .clone_fd = 0, .max_idle_threads = 10 };
     /* 0: unmounted; > 0: the signal that ended it (a normal stop too). */
     rc = fuse_loop_mt(f, &cfg);
     if (rc < 0) {
-        syslog(LOG_ERR, "%s: FUSE loop failed: %s", a->mountpoint, strerror(-rc));
-        mount_error("%s: FUSE loop failed: %s", a->mountpoint, strerror(-rc));
+        syslog(LOG_ERR, "%s: FUSE loop failed: %s", mnt, strerror(-rc));
+        mount_error("%s: FUSE loop failed: %s", mnt, strerror(-rc));
     }
     rc = rc < 0 ? -1 : 0;
     fuse_remove_signal_handlers(se);
@@ -224,13 +224,15 @@ out_args:
  * code of the process. */
 static int run(const struct mount_args *a, int ready_fd)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], mnt[PATH_MAX];
     if (!realpath(a->image, path)) {
         mount_error("%s: %s", a->image, strerror(errno));
         return 1;
     }
+    /* Absolute, because the daemon leaves for "/" and still has to
+     * unmount it on SIGTERM. */
     struct stat mst;
-    if (stat(a->mountpoint, &mst) < 0) {
+    if (!realpath(a->mountpoint, mnt) || stat(mnt, &mst) < 0) {
         mount_error("mount point %s: %s", a->mountpoint, strerror(errno));
         return 1;
     }
@@ -250,7 +252,7 @@ static int run(const struct mount_args *a, int ready_fd)
         }
         ops = fs_operations();
     }
-    int rc = serve(&st, a, ops, ready_fd) < 0 ? 1 : 0;
+    int rc = serve(&st, a, mnt, ops, ready_fd) < 0 ? 1 : 0;
     if (!a->raw && (r = fs_teardown(&st)) < 0) {
         syslog(LOG_ERR, "%s: writing back the guest filesystem: %s", path, strerror(-r));
         mount_error("%s: writing back the guest filesystem: %s", path, strerror(-r));

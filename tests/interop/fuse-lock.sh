@@ -6,7 +6,8 @@
 #    are refused while it is mounted; -U --ro works; -U without --ro is an error;
 #  - while qemu-io holds the image, diskkit-mount is refused (also --ro),
 #    and -U --ro works;
-#  - SIGTERM to the mounter unmounts cleanly with the writes in the image.
+#  - SIGTERM to the mounter (foreground or daemon) unmounts cleanly with
+#    the writes in the image.
 source "$(dirname "$0")/fuse/lib.sh"
 fuse_init
 cd "$T"
@@ -85,3 +86,15 @@ unset "FUSE_PIDS[a]"
 is_mounted a && die "still mounted after SIGTERM"
 qemu-io -f raw -c 'read -P 7 192k 64k' d.raw | grep -q Pattern && die "data lost on SIGTERM"
 echo "ok: SIGTERM"
+
+# SIGTERM to a daemon-mode mounter on a relative mount point: it left for
+# "/" when it detached, and must still unmount.
+dm=daemon-$$
+mkdir "$dm"
+timeout 20 "$MOUNTER" -f raw --raw d.raw "$dm" || die "daemon mount for SIGTERM"
+pid=$(pgrep -n -f -- "--raw d.raw $dm\$") || die "daemon pid not found"
+kill -TERM "$pid"
+for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && die "daemon still running 10 s after SIGTERM"
+is_mounted "$dm" && die "daemon left its mount behind after SIGTERM"
+echo "ok: SIGTERM in daemon mode"
