@@ -14,6 +14,7 @@
 static const struct dk_driver *const drivers[] = {
     &dk_drv_raw,
     &dk_drv_qcow2,
+    &dk_drv_vmdk,
     &dk_drv_vdi,
 };
 
