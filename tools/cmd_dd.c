@@ -7,7 +7,8 @@
  * is cut to count*bs bytes first and the skipped bytes are then taken off
  * that, so OUT holds min(count*bs, size(IN)) - skip*bs bytes starting at
  * skip*bs of IN. A skip past the end gives a warning and an empty OUT.
- * OUT is created (replaced) with format -O (default raw); zero ranges of
+ * OUT is created (replaced) with format -O (default raw), its size rounded
+ * up to whole 512-byte sectors as qemu-img does; zero ranges of
  * IN are not written, so OUT stays sparse. On failure OUT is removed.
  * SPDX-License-Identifier: MIT
  */
@@ -131,7 +132,9 @@ static int run(struct tool_common *tc, const struct dd_args *a)
     }
     int rc = 1;
     uint8_t *buf = malloc(DD_CHUNK);
-    struct dk_create_args ca = { .filename = a->out, .format = a->ofmt, .size = size - from };
+    /* qemu-img creates whole 512-byte sectors: the tail stays zero. */
+    uint64_t osize = (size - from + 511) / 512 * 512;
+    struct dk_create_args ca = { .filename = a->out, .format = a->ofmt, .size = osize };
     struct dk_error err = { 0 };
     if (!buf) {
         tool_error("out of memory");
