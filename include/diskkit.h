@@ -340,7 +340,9 @@ struct dk_copy_args {
 int dk_copy(const struct dk_copy_args *args, struct dk_error *err);
 
 /* Compares A and B. Returns 0 identical, 1 different (with *MISMATCH the
- * first differing offset), or -errno. */
+ * first differing offset), or -errno. On 1, ERR holds code 0 and qemu-img
+ * compare's line for the difference ("Content mismatch at offset N!",
+ * "Strict mode: Image size mismatch!", ...). */
 int dk_compare(struct dk_image *a, struct dk_image *b, unsigned flags,
                uint64_t *mismatch, dk_progress_fn progress, void *opaque,
                struct dk_error *err);

@@ -3,9 +3,11 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tool.h"
@@ -350,4 +352,90 @@ void tool_human_size(char *buf, size_t len, uint64_t bytes)
         snprintf(buf, len, "%llu %s", (unsigned long long)v, units[u]);
     else
         snprintf(buf, len, "%.3g %s", v, units[u]);
+}
+
+/* ------------------------------------------------- option parsing aids */
+
+int tool_getopt_error(char **argv, int c)
+{
+    const char *what = c == ':' ? "missing argument for option" : "invalid option";
+    if (optopt)
+        tool_error("%s -%c; see 'diskkit %s --help'", what, optopt, tool_cmd);
+    else
+        tool_error("%s '%s'; see 'diskkit %s --help'", what, argv[optind - 1], tool_cmd);
+    return 1;
+}
+
+int tool_parse_o(struct dk_opts **opts, const char *arg)
+{
+    struct dk_error e = { 0 };
+    if (dk_opts_parse(opts, arg, &e) < 0) {
+        tool_error("Invalid option list '%s': %s", arg, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+bool tool_opts_want_help(const struct dk_opts *opts)
+{
+    for (size_t i = 0; i < dk_opts_count(opts); i++) {
+        const char *k = dk_opts_key(opts, i), *v = dk_opts_value(opts, i);
+        if (!strcmp(k, "help") || !strcmp(k, "?") ||
+            (v && (!strcmp(v, "help") || !strcmp(v, "?"))))
+            return true;
+    }
+    return false;
+}
+
+static int optdesc_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const struct dk_optdesc *const *)a)->name,
+                  (*(const struct dk_optdesc *const *)b)->name);
+}
+
+int tool_print_create_help(const char *format)
+{
+    const struct dk_optdesc *d = dk_create_options(format);
+    if (!d)
+        return tool_fail("Unknown file format '%s'", format);
+    size_t n = 0;
+    while (d[n].name)
+        n++;
+    const struct dk_optdesc **sorted = calloc(n + 1, sizeof(*sorted));
+    if (!sorted)
+        return tool_fail("out of memory");
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = &d[i];
+    qsort(sorted, n, sizeof(*sorted), optdesc_cmp);
+    static const char *const tnames[] = { "str", "size", "bool (on/off)", "num" };
+    printf("Supported %s options:\n", format);
+    for (size_t i = 0; i < n; i++) {
+        char col[128];
+        snprintf(col, sizeof(col), "%s=<%s>", sorted[i]->name, tnames[sorted[i]->type]);
+        printf("  %-22s - %s\n", col, sorted[i]->help ? sorted[i]->help : "");
+    }
+    free(sorted);
+    return 0;
+}
+
+void tool_print_snapshots(FILE *f, const struct dk_snapshot *s, size_t n)
+{
+    fprintf(f, "%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE",
+            "VM CLOCK", "ICOUNT");
+    for (size_t i = 0; i < n; i++) {
+        char date[64] = "", clk[64], size[32], icount[32] = "";
+        time_t t = (time_t)s[i].date_sec;
+        struct tm tm;
+        if (localtime_r(&t, &tm))
+            strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+        uint64_t secs = s[i].vm_clock_nsec / 1000000000ull;
+        snprintf(clk, sizeof(clk), "%02d:%02d:%02d.%03d", (int)(secs / 3600),
+                 (int)((secs / 60) % 60), (int)(secs % 60),
+                 (int)((s[i].vm_clock_nsec / 1000000) % 1000));
+        tool_human_size(size, sizeof(size), s[i].vm_state_size);
+        if (s[i].icount != UINT64_MAX)
+            snprintf(icount, sizeof(icount), "%llu", (unsigned long long)s[i].icount);
+        fprintf(f, "%-9s %-17s %7s%20s%13s%11s\n", s[i].id ? s[i].id : "",
+                s[i].name ? s[i].name : "", size, date, clk, icount);
+    }
 }

@@ -26,7 +26,18 @@ int cmd_commit(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+
 static const struct command commands[] = {
+    { "create", cmd_create, "create a new disk image" },
+    { "info", cmd_info, "show information about an image" },
+    { "convert", cmd_convert, "convert/copy images between formats" },
+    { "map", cmd_map, "show the allocation map of an image" },
+    { "compare", cmd_compare, "compare the contents of two images" },
     { "version", NULL, "print the version" },
     { "check", cmd_check, "check (and repair) an image's metadata" },
     { "resize", cmd_resize, "change the virtual size of an image" },
@@ -49,7 +60,8 @@ static void usage(FILE *f)
         "An offline disk-image toolkit: qemu-img compatible image commands and\n"
         "appliance-free guest filesystem access.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
+        if (commands[i].fn)
+            fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nFormats:");
     for (const char *const *n = dk_formats(); *n; n++)
         fprintf(f, " %s", *n);

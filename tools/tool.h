@@ -84,4 +84,18 @@ void tool_print_human(FILE *f, const struct dk_val *v, int level);
 /* Formats a byte count as qemu-img does: "1 GiB", "64 KiB", "1.5 MiB". */
 void tool_human_size(char *buf, size_t len, uint64_t bytes);
 
+/* getopt helpers: commands use an optstring starting with ':' and opterr
+ * = 0; on '?' or ':' they return tool_getopt_error(argv, c), which prints
+ * "diskkit: CMD: invalid option ..." and returns 1. */
+int tool_getopt_error(char **argv, int c);
+/* Appends "-o" ARG to *OPTS; prints the error and returns -1 on bad syntax. */
+int tool_parse_o(struct dk_opts **opts, const char *arg);
+/* True when the options ask for help ("-o help" or "-o ?"). */
+bool tool_opts_want_help(const struct dk_opts *opts);
+/* Prints qemu-img's "Supported FMT options:" list to stdout; returns the
+ * exit code (0, or 1 for an unknown format). */
+int tool_print_create_help(const char *format);
+/* Prints qemu-img's snapshot table (header plus one line each). */
+void tool_print_snapshots(FILE *f, const struct dk_snapshot *s, size_t n);
+
 #endif

@@ -1,0 +1,561 @@
+/* copy.c - the copy engine behind convert (and rebase, commit, dd): copies
+ * the guest content of one or more concatenated source images into a
+ * destination image (ARCHITECTURE.md decision 2).
+ *
+ * Shape:
+ *  - A planner (run by whichever worker needs work, under st->mu) walks
+ *    dk_block_status of the sources in destination space and cuts the
+ *    image into chunks: "zero" chunks (holes and zero extents, merged, up
+ *    to ZERO_CHUNK_MAX) and "data" chunks (merged data extents, up to
+ *    chunk_max bytes). Chunk boundaries are multiples of `align` (the
+ *    sparse granule, or the destination cluster when compressing or
+ *    diffing), except at the end of the image.
+ *  - Workers (threads, -m) take chunks, read them (dk_pread on the
+ *    sources), classify each granule (skip / zero / data), compress data
+ *    clusters with DK_COPY_COMPRESS (drv->compress, no lock), then wait
+ *    for their turn (in guest order unless DK_COPY_OUT_OF_ORDER) and
+ *    write.
+ *  - With dst_backing, a granule (one destination cluster) is written only
+ *    when it differs from what dst_backing holds there.
+ *
+ * Invariants:
+ *  1. st->pos (the next offset to plan) is a multiple of `align` or equals
+ *     st->total; chunks never overlap and cover [0, total) in order.
+ *  2. A worker owns its buffers; nothing in them is shared.
+ *  3. Chunk sequence numbers are handed out in guest order; with in-order
+ *     writes a worker writes chunk N only after chunk N-1 was written.
+ *  4. The first error wins: it is recorded once, every waiter is woken and
+ *     no new chunk is handed out.
+ *
+ * Known gaps: no copy_file_range offload (reads go through user buffers,
+ * which also lets -S zero detection see the data); zero chunks are not
+ * split by dst_backing's block status below chunk granularity.
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CHUNK_DEFAULT   (2u << 20)      /* read run per worker: 2 MiB */
+#define ZERO_CHUNK_MAX  (1ull << 30)    /* one zeroing request at most */
+#define THREADS_DEFAULT 8               /* qemu-img's -m default */
+#define THREADS_MAX     16              /* qemu-img's -m limit */
+#define SPARSE_DEFAULT  4096
+
+enum gran_kind { G_SKIP, G_ZERO, G_DATA };
+
+struct chunk {
+    uint64_t off, len;
+    uint64_t seq;
+    bool zero;          /* planned as zero: nothing to read */
+};
+
+struct copy_state {
+    const struct dk_copy_args *a;
+    uint64_t *starts;               /* nsrc + 1 offsets in dst space */
+    uint64_t total;
+    uint64_t align;                 /* chunk boundary granule */
+    uint64_t gran;                  /* classification granule */
+    size_t chunk_max;
+    bool compress, diff, target_zero, sparse, in_order;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t pos;                   /* next offset to plan */
+    uint64_t next_seq;              /* next sequence number to hand out */
+    uint64_t write_seq;             /* chunk allowed to write now */
+    uint64_t done;                  /* progress */
+    int err;
+    char errmsg[1024];
+};
+
+struct worker {
+    struct copy_state *st;
+    uint8_t *buf;                   /* source data, chunk_max */
+    uint8_t *bbuf;                  /* dst_backing data (diff mode) */
+    uint8_t *cbuf;                  /* compressed clusters (compress mode) */
+    uint8_t *kind;                  /* enum gran_kind per granule */
+    ssize_t *clen;                  /* compressed length per granule */
+    pthread_t tid;
+};
+
+/* ------------------------------------------------------------ errors */
+
+/* Records the first error (invariant 4); returns R. Caller holds no lock. */
+static int fail(struct copy_state *st, int r, const char *msg)
+{
+    pthread_mutex_lock(&st->mu);
+    if (!st->err) {
+        st->err = r;
+        snprintf(st->errmsg, sizeof(st->errmsg), "%s", msg);
+    }
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    return r;
+}
+
+static int fail_img(struct copy_state *st, struct dk_image *img, int r)
+{
+    return fail(st, r, dk_image_errmsg(img));
+}
+
+/* ------------------------------------------------- source concatenation */
+
+static size_t src_index(const struct copy_state *st, uint64_t off)
+{
+    size_t i = 0;
+    while (i + 1 < st->a->nsrc && off >= st->starts[i + 1])
+        i++;
+    return i;
+}
+
+/* Block status of the concatenated sources at OFF (at most LEN bytes, never
+ * crossing a source boundary). Sets *ZERO for ranges that read as zeros. */
+static int src_status(struct copy_state *st, uint64_t off, uint64_t len, bool *zero,
+                      uint64_t *run)
+{
+    size_t i = src_index(st, off);
+    struct dk_image *s = st->a->src[i];
+    uint64_t rel = off - st->starts[i];
+    len = DK_MIN(len, st->starts[i + 1] - off);
+    struct dk_extent e;
+    int r = dk_block_status(s, rel, len, 0, &e);
+    if (r < 0)
+        return fail_img(st, s, r);
+    *zero = (e.flags & DK_BS_ZERO) || !(e.flags & (DK_BS_DATA | DK_BS_ALLOCATED));
+    *run = e.length;
+    return 0;
+}
+
+/* Reads [OFF, OFF+LEN) of the concatenated sources into BUF. */
+static int src_read(struct copy_state *st, uint8_t *buf, uint64_t off, uint64_t len)
+{
+    while (len) {
+        size_t i = src_index(st, off);
+        uint64_t n = DK_MIN(len, st->starts[i + 1] - off);
+        int r = dk_pread(st->a->src[i], buf, (size_t)n, off - st->starts[i]);
+        if (r < 0)
+            return fail_img(st, st->a->src[i], r);
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------- planner */
+
+static uint64_t align_end(const struct copy_state *st, uint64_t end)
+{
+    return end >= st->total ? st->total : dk_round_down(end, st->align);
+}
+
+/* Extends a zero run starting at POS; returns its aligned end (== POS when
+ * the run is shorter than one granule), or 0 on error. */
+static uint64_t plan_zero(struct copy_state *st, uint64_t pos, uint64_t first_run,
+                          uint64_t limit)
+{
+    uint64_t end = pos + first_run;
+    while (end < st->total && end - pos < limit) {
+        bool z;
+        uint64_t run;
+        if (src_status(st, end, limit - (end - pos), &z, &run) < 0)
+            return 0;
+        if (!z)
+            break;
+        end += run;
+    }
+    end = DK_MIN(end, pos + limit);
+    return align_end(st, end);
+}
+
+/* Ends a data chunk at the first aligned zero granule run, or chunk_max. */
+static uint64_t plan_data(struct copy_state *st, uint64_t pos)
+{
+    uint64_t limit = align_end(st, pos + st->chunk_max);
+    uint64_t end = pos;
+    while (end < limit) {
+        bool z;
+        uint64_t run;
+        if (src_status(st, end, limit - end, &z, &run) < 0)
+            return 0;
+        if (z && st->sparse && end > pos) {
+            uint64_t zs = dk_round_up(end, st->align);
+            if (align_end(st, end + run) > zs)
+                return zs < limit ? zs : limit;
+        }
+        end += run;
+    }
+    return limit;
+}
+
+/* Hands out the next chunk. Called with st->mu held. Returns 1 with *C
+ * filled, 0 when the work is done (or failed). Zero chunks that need no
+ * write are skipped here, counting as progress. */
+static int plan_next(struct copy_state *st, struct chunk *c)
+{
+    while (!st->err && st->pos < st->total) {
+        uint64_t pos = st->pos, run;
+        bool zero;
+        if (src_status(st, pos, st->total - pos, &zero, &run) < 0)
+            return 0;
+        uint64_t end = 0;
+        if (zero && st->sparse) {
+            uint64_t lim = st->diff ? st->chunk_max : ZERO_CHUNK_MAX;
+            end = plan_zero(st, pos, run, lim);
+            if (st->err)
+                return 0;
+        }
+        if (end > pos) {
+            st->pos = end;
+            if (st->target_zero && !st->diff) {
+                st->done += end - pos;
+                if (st->a->progress)
+                    st->a->progress(st->a->progress_opaque, st->done, st->total);
+                continue;
+            }
+            *c = (struct chunk){ .off = pos, .len = end - pos, .zero = true };
+        } else {
+            end = plan_data(st, pos);
+            if (st->err)
+                return 0;
+            st->pos = end;
+            *c = (struct chunk){ .off = pos, .len = end - pos, .zero = false };
+        }
+        c->seq = st->next_seq++;
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------ classification */
+
+/* True when dst_backing reads as zeros over the whole range. */
+static int backing_all_zero(struct copy_state *st, uint64_t off, uint64_t len, bool *zero)
+{
+    struct dk_image *b = st->a->dst_backing;
+    uint64_t bsize = dk_image_size(b);
+    *zero = true;
+    while (len && off < bsize) {
+        struct dk_extent e;
+        int r = dk_block_status(b, off, DK_MIN(len, bsize - off), 0, &e);
+        if (r < 0)
+            return fail_img(st, b, r);
+        if (!(e.flags & DK_BS_ZERO)) {
+            *zero = false;
+            return 0;
+        }
+        off += e.length;
+        len -= e.length;
+    }
+    return 0;
+}
+
+/* Reads what dst_backing holds for [OFF, OFF+LEN) (zeros past its end). */
+static int backing_read(struct copy_state *st, uint8_t *buf, uint64_t off, uint64_t len)
+{
+    struct dk_image *b = st->a->dst_backing;
+    uint64_t bsize = dk_image_size(b), n = 0;
+    if (off < bsize) {
+        n = DK_MIN(len, bsize - off);
+        int r = dk_pread(b, buf, (size_t)n, off);
+        if (r < 0)
+            return fail_img(st, b, r);
+    }
+    memset(buf + n, 0, (size_t)(len - n));
+    return 0;
+}
+
+/* Decides, per granule of the chunk in W->buf, what to write. */
+static void classify(struct worker *w, const struct chunk *c)
+{
+    struct copy_state *st = w->st;
+    size_t i = 0;
+    for (uint64_t o = 0; o < c->len; o += st->gran, i++) {
+        size_t n = (size_t)DK_MIN(st->gran, c->len - o);
+        bool z = st->sparse && dk_is_zero(w->buf + o, n);
+        if (st->diff && !memcmp(w->buf + o, w->bbuf + o, n))
+            w->kind[i] = G_SKIP;
+        else if (z)
+            w->kind[i] = st->target_zero && !st->diff ? G_SKIP : G_ZERO;
+        else
+            w->kind[i] = G_DATA;
+    }
+}
+
+/* Compresses every data granule (one cluster each) into W->cbuf. */
+static int compress_chunk(struct worker *w, const struct chunk *c)
+{
+    struct copy_state *st = w->st;
+    struct dk_image *d = st->a->dst;
+    size_t i = 0;
+    for (uint64_t o = 0; o < c->len; o += st->gran, i++) {
+        if (w->kind[i] != G_DATA)
+            continue;
+        size_t n = (size_t)DK_MIN(st->gran, c->len - o);
+        ssize_t r = d->drv->compress(d, w->buf + o, n, w->cbuf + o, n);
+        if (r < 0) {
+            dk_set_error(d, (int)r, "compression failed: %s", strerror((int)-r));
+            return fail_img(st, d, (int)r);
+        }
+        w->clen[i] = r;
+    }
+    return 0;
+}
+
+/* Prepares chunk C (everything that can run in parallel). Returns 1 when
+ * there is something to write, 0 when the chunk needs no write, -errno. */
+static int prepare(struct worker *w, const struct chunk *c)
+{
+    struct copy_state *st = w->st;
+    if (c->zero && !st->diff)
+        return 1;                           /* one zeroing request */
+    if (c->zero) {
+        bool bz;
+        int r = backing_all_zero(st, c->off, c->len, &bz);
+        if (r < 0 || bz)
+            return r;
+        memset(w->buf, 0, (size_t)c->len);
+    } else if (src_read(st, w->buf, c->off, c->len) < 0) {
+        return st->err;
+    }
+    if (st->diff && backing_read(st, w->bbuf, c->off, c->len) < 0)
+        return st->err;
+    classify(w, c);
+    if (st->compress)
+        return compress_chunk(w, c) < 0 ? -1 : 1;
+    return 1;
+}
+
+/* ------------------------------------------------------------- writing */
+
+static int write_compressed(struct worker *w, uint64_t off, size_t i, size_t n,
+                            uint64_t rel)
+{
+    struct dk_image *d = w->st->a->dst;
+    int r = dk_check_request(d, off, n, true);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&d->lock);
+    if (w->clen[i] > 0)
+        r = d->drv->write_compressed(d, off, w->cbuf + rel, (size_t)w->clen[i],
+                                     w->buf + rel, n);
+    else
+        r = d->drv->write_compressed(d, off, NULL, 0, w->buf + rel, n);
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
+/* Writes one run of granules [I, J) of kind K. */
+static int write_run(struct worker *w, const struct chunk *c, size_t i, size_t j, int k)
+{
+    struct copy_state *st = w->st;
+    struct dk_image *d = st->a->dst;
+    uint64_t rel = (uint64_t)i * st->gran;
+    uint64_t len = DK_MIN((uint64_t)(j - i) * st->gran, c->len - rel);
+    if (k == G_ZERO)
+        return dk_pwrite_zeroes(d, c->off + rel, len, st->diff ? 0 : DK_ZERO_MAY_UNMAP);
+    if (!st->compress)
+        return dk_pwrite(d, w->buf + rel, (size_t)len, c->off + rel);
+    for (size_t g = i; g < j; g++) {
+        uint64_t gr = (uint64_t)g * st->gran;
+        int r = write_compressed(w, c->off + gr, g, (size_t)DK_MIN(st->gran, c->len - gr), gr);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int write_chunk(struct worker *w, const struct chunk *c)
+{
+    struct copy_state *st = w->st;
+    struct dk_image *d = st->a->dst;
+    int r = 0;
+    if (c->zero && !st->diff)
+        r = dk_pwrite_zeroes(d, c->off, c->len, DK_ZERO_MAY_UNMAP);
+    else {
+        size_t n = (size_t)dk_div_round_up(c->len, st->gran);
+        for (size_t i = 0; i < n && r >= 0;) {
+            size_t j = i + 1;
+            while (j < n && w->kind[j] == w->kind[i])
+                j++;
+            if (w->kind[i] != G_SKIP)
+                r = write_run(w, c, i, j, w->kind[i]);
+            i = j;
+        }
+    }
+    return r < 0 ? fail_img(st, d, r) : 0;
+}
+
+/* ------------------------------------------------------------- workers */
+
+static void *worker_main(void *opaque)
+{
+    struct worker *w = opaque;
+    struct copy_state *st = w->st;
+    struct chunk c;
+    for (;;) {
+        pthread_mutex_lock(&st->mu);
+        int more = plan_next(st, &c);
+        pthread_mutex_unlock(&st->mu);
+        if (!more)
+            break;
+        int r = prepare(w, &c);
+        pthread_mutex_lock(&st->mu);
+        while (st->in_order && st->write_seq != c.seq && !st->err)
+            pthread_cond_wait(&st->cv, &st->mu);
+        bool stop = st->err != 0 || r < 0;
+        pthread_mutex_unlock(&st->mu);
+        if (stop)
+            break;
+        if (r > 0 && write_chunk(w, &c) < 0)
+            break;
+        pthread_mutex_lock(&st->mu);
+        st->write_seq++;
+        st->done += c.len;
+        if (st->a->progress)
+            st->a->progress(st->a->progress_opaque, st->done, st->total);
+        pthread_cond_broadcast(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+    }
+    return NULL;
+}
+
+static void worker_free(struct worker *w)
+{
+    free(w->buf);
+    free(w->bbuf);
+    free(w->cbuf);
+    free(w->kind);
+    free(w->clen);
+}
+
+static int worker_init(struct worker *w, struct copy_state *st)
+{
+    size_t ngran = st->chunk_max / st->gran + 1;
+    memset(w, 0, sizeof(*w));
+    w->st = st;
+    w->buf = dk_alloc_aligned(st->chunk_max);
+    w->kind = malloc(ngran);
+    if (st->diff)
+        w->bbuf = dk_alloc_aligned(st->chunk_max);
+    if (st->compress) {
+        w->cbuf = dk_alloc_aligned(st->chunk_max);
+        w->clen = calloc(ngran, sizeof(*w->clen));
+    }
+    if (!w->buf || !w->kind || (st->diff && !w->bbuf) ||
+        (st->compress && (!w->cbuf || !w->clen))) {
+        worker_free(w);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- setup */
+
+static unsigned thread_count(const struct copy_state *st, unsigned asked)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = asked ? DK_MIN(asked, (unsigned)THREADS_MAX) : THREADS_DEFAULT;
+    /* Without compression the work is memory copies behind two locks (the
+     * source's and the destination's): more threads than CPUs only cost
+     * buffers. Compression scales with CPUs. */
+    if (!asked && ncpu > 0)
+        n = DK_MIN(n, st->compress ? (unsigned)ncpu : DK_MAX(2u, (unsigned)ncpu));
+    uint64_t chunks = st->total / st->chunk_max + 1;
+    if (n > chunks)
+        n = (unsigned)chunks;
+    return n ? n : 1;
+}
+
+static int setup(struct copy_state *st, const struct dk_copy_args *a, struct dk_error *err)
+{
+    struct dk_image *d = a->dst;
+    st->a = a;
+    st->compress = a->flags & DK_COPY_COMPRESS;
+    st->diff = a->dst_backing != NULL;
+    st->target_zero = a->flags & DK_COPY_TARGET_ZERO;
+    st->sparse = !(a->flags & DK_COPY_NO_SPARSE);
+    st->in_order = !(a->flags & DK_COPY_OUT_OF_ORDER);
+    if (!a->nsrc || !d)
+        return dk_error_set(err, -EINVAL, "copy: no source or no destination");
+    if (st->compress && (!d->drv->compress || !d->drv->write_compressed))
+        return dk_error_set(err, -ENOTSUP, "Compression not supported for this file format");
+    st->starts = calloc(a->nsrc + 1, sizeof(*st->starts));
+    if (!st->starts)
+        return dk_error_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < a->nsrc; i++)
+        if (dk_add_overflow(st->starts[i], dk_image_size(a->src[i]), &st->starts[i + 1]))
+            return dk_error_set(err, -EFBIG, "copy: total size of the sources overflows");
+    st->total = st->starts[a->nsrc];
+    if (st->total > dk_image_size(d))
+        return dk_error_set(err, -ENOSPC,
+            "%s: destination (%llu bytes) is smaller than the source (%llu bytes)",
+            dk_image_filename(d), (unsigned long long)dk_image_size(d),
+            (unsigned long long)st->total);
+
+    uint64_t sparse = a->sparse_size ? a->sparse_size : SPARSE_DEFAULT;
+    if (sparse % 512 || sparse > (1u << 30))
+        return dk_error_set(err, -EINVAL,
+            "sparse size %llu must be a multiple of 512 and at most 1 GiB",
+            (unsigned long long)sparse);
+    uint64_t cluster = (st->compress || st->diff) ? dk_image_cluster_size(d) : 0;
+    if (cluster && !dk_is_pow2(cluster))
+        return dk_error_set(err, -EINVAL, "destination cluster size %llu is not a power of 2",
+                            (unsigned long long)cluster);
+    st->gran = cluster ? cluster : sparse;
+    st->align = st->gran;
+    st->chunk_max = (size_t)DK_MAX((uint64_t)CHUNK_DEFAULT, st->gran);
+    st->chunk_max = (size_t)(st->chunk_max / st->gran * st->gran);
+    return 0;
+}
+
+int dk_copy(const struct dk_copy_args *a, struct dk_error *err)
+{
+    struct copy_state st;
+    memset(&st, 0, sizeof(st));
+    if (err)
+        err->code = 0, err->msg[0] = '\0';
+    int r = setup(&st, a, err);
+    if (r < 0) {
+        free(st.starts);
+        return r;
+    }
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_cond_init(&st.cv, NULL);
+    unsigned n = thread_count(&st, a->threads);
+    struct worker *w = calloc(n, sizeof(*w));
+    unsigned started = 0;
+    r = w ? 0 : -ENOMEM;
+    for (unsigned i = 0; i < n && r == 0; i++) {
+        r = worker_init(&w[i], &st);
+        if (r == 0 && i > 0 && pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0) {
+            worker_free(&w[i]);
+            r = -EAGAIN;
+        }
+        if (r == 0)
+            started++;
+    }
+    if (r < 0)
+        fail(&st, r, "copy: cannot start workers: out of memory");
+    else
+        worker_main(&w[0]);
+    for (unsigned i = 1; i < started; i++)
+        pthread_join(w[i].tid, NULL);
+    for (unsigned i = 0; i < started; i++)
+        worker_free(&w[i]);
+    free(w);
+    if (!st.err && dk_flush(a->dst) < 0)
+        fail_img(&st, a->dst, dk_image_errno(a->dst));
+    r = st.err;
+    if (r < 0)
+        dk_error_set(err, r, "%s", st.errmsg);
+    pthread_cond_destroy(&st.cv);
+    pthread_mutex_destroy(&st.mu);
+    free(st.starts);
+    return r;
+}
