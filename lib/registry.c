@@ -13,6 +13,7 @@
 
 static const struct dk_driver *const drivers[] = {
     &dk_drv_raw,
+    &dk_drv_qcow2,
 };
 
 static const char *names[DK_ARRAY_SIZE(drivers) + 1];
