@@ -606,6 +606,7 @@ const struct dk_driver dk_drv_qcow2 = {
     .create = qcow2_create,
     .info = qcow2_info,
     .snapshot_list = qcow2_snapshot_list,
+    .check = qcow2_check,                       /* qcow2-check.c */
     .compress = qcow2_compress,
     .write_compressed = qcow2_write_compressed,
     .set_backing = qcow2_set_backing,

@@ -220,6 +220,17 @@ void qcow2_snapshots_free(struct qcow2_state *s);
 int qcow2_snapshot_find(struct qcow2_state *s, const char *id_or_name);
 int qcow2_snapshot_list(struct dk_image *img, struct dk_snapshot **out, size_t *n);
 
+/* ---------------------------------- qcow2-check.c (imgcmds helper) */
+
+int qcow2_check(struct dk_image *img, unsigned fix, struct dk_check_result *res,
+                dk_report_fn report, void *opaque);
+
+/* ---------------------------- qcow2-snapshot-ops.c (imgcmds helper) */
+
+int qcow2_snapshot_create(struct dk_image *img, const char *name);
+int qcow2_snapshot_apply(struct dk_image *img, const char *id_or_name);
+int qcow2_snapshot_delete(struct dk_image *img, const char *id_or_name);
+
 /* -------------------------------------------------- qcow2-cluster.c */
 
 /* Compressed descriptor fields. */
