@@ -339,7 +339,10 @@ static int stored_refcount(struct chk *c, uint64_t cluster, uint64_t *rc)
  * with refcount 0 is what makes qemu rebuild the refcount structure. */
 static void compare(struct chk *c, unsigned fix, uint64_t *highest)
 {
-    for (uint64_t i = 0; i < c->nb_clusters; i++) {
+    /* Clusters past EOF count only when referenced (qemu grows its array
+     * then); a refcount there with no reference is not a leak to qemu. */
+    uint64_t n = c->ref[c->file_clusters] ? c->nb_clusters : c->file_clusters;
+    for (uint64_t i = 0; i < n; i++) {
         uint64_t st, real = c->ref[i];
         int r = stored_refcount(c, i, &st);
         if (r < 0) {
@@ -380,7 +383,7 @@ static int fix_leaks(struct chk *c)
 {
     int r = qcow2_flush_all(c->img, false);
     c->rb_off = UINT64_MAX;
-    for (uint64_t i = 0; r == 0 && i < c->nb_clusters; i++) {
+    for (uint64_t i = 0; r == 0 && i < c->file_clusters; i++) {
         uint64_t st;
         if (stored_refcount(c, i, &st) < 0 || st <= c->ref[i])
             continue;
