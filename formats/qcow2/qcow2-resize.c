@@ -214,8 +214,10 @@ int qcow2_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *sr
     int r = parse_measure_opts(opts, &cs, &order, &prealloc, err);
     if (r < 0)
         return r;
-    uint64_t vsize = src ? dk_round_up(dk_image_size(src), cs) : dk_round_up(size, 512);
-    uint64_t required = vsize;
+    uint64_t vsize = dk_round_up(src ? dk_image_size(src) : size, cs);
+    /* Data clusters needed: none for an empty image of SIZE, every one
+     * when a backing file may differ from the source (qemu's rule). */
+    uint64_t required = src ? vsize : 0;
     if (src && !dk_opts_get(opts, "backing_file")) {
         required = 0;
         for (uint64_t off = 0; off < dk_image_size(src);) {
@@ -229,9 +231,9 @@ int qcow2_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *sr
             }
             off += n;
         }
-        if (!strcmp(prealloc, "falloc") || !strcmp(prealloc, "full"))
-            required = vsize;
     }
+    if (!strcmp(prealloc, "falloc") || !strcmp(prealloc, "full"))
+        required = vsize;
     out->fully_allocated = prealloc_size(vsize, cs, order);
     out->required = out->fully_allocated - vsize + required;
     out->bitmaps = 0;
