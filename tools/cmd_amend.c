@@ -10,6 +10,7 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tool.h"
@@ -46,6 +47,12 @@ static bool amendable(const char *name)
     return false;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(const struct dk_optdesc *const *)a)->name,
+                  (*(const struct dk_optdesc *const *)b)->name);
+}
+
 static int print_help(const char *fmt)
 {
     const struct dk_optdesc *d = dk_create_options(fmt);
@@ -57,13 +64,18 @@ static int print_help(const char *fmt)
     if (!any)
         return tool_fail("Format driver '%s' does not support option amendment", fmt);
     printf("Amend options for '%s':\n", fmt);
-    for (; d->name; d++) {
-        if (!amendable(d->name))
-            continue;
+    /* Sorted by name, as qemu-img prints them. */
+    const struct dk_optdesc *list[64];
+    size_t n = 0;
+    for (; d->name && n < sizeof(list) / sizeof(list[0]); d++)
+        if (amendable(d->name))
+            list[n++] = d;
+    qsort(list, n, sizeof(list[0]), by_name);
+    for (size_t i = 0; i < n; i++) {
         static const char *const types[] = { "str", "size", "bool (on/off)", "num" };
         char left[128];
-        snprintf(left, sizeof(left), "%s=<%s>", d->name, types[d->type]);
-        printf("  %-22s - %s\n", left, d->help ? d->help : "");
+        snprintf(left, sizeof(left), "%s=<%s>", list[i]->name, types[list[i]->type]);
+        printf("  %-22s - %s\n", left, list[i]->help ? list[i]->help : "");
     }
     return 0;
 }

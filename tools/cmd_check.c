@@ -135,6 +135,17 @@ static int run_check(struct dk_image *img, unsigned fix, bool human, bool quiet,
     return 0;
 }
 
+/* -r leaks|all: the DK_FIX_* flags, or 0 (error printed). */
+static unsigned parse_repair(const char *arg)
+{
+    if (!strcmp(arg, "leaks"))
+        return DK_FIX_LEAKS;
+    if (!strcmp(arg, "all"))
+        return DK_FIX_LEAKS | DK_FIX_ERRORS;
+    tool_error("Unknown option value for -r (expecting 'leaks' or 'all'): %s", arg);
+    return 0;
+}
+
 int cmd_check(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -160,15 +171,8 @@ int cmd_check(int argc, char **argv)
         case 'q': tc.quiet = true; break;
         case 'T': break;   /* cache mode: accepted for qemu-img compatibility */
         case 'r':
-            if (!strcmp(optarg, "leaks")) {
-                fix = DK_FIX_LEAKS;
-            } else if (!strcmp(optarg, "all")) {
-                fix = DK_FIX_LEAKS | DK_FIX_ERRORS;
-            } else {
-                rc = tool_fail("Unknown option value for -r (expecting 'leaks' or 'all'): %s",
-                               optarg);
+            if (!(fix = parse_repair(optarg)))
                 goto out;
-            }
             break;
         case 'h': case TOOL_OPT_HELP: usage(stdout); rc = 0; goto out;
         default: usage(stderr); goto out;

@@ -22,9 +22,12 @@
  * L2 table on the host is fragmented; compressed clusters always are.
  *
  * Known gaps: qemu rebuilds the whole refcount structure when a refcount
- * block is damaged (unaligned, outside the image, shared); that rebuild is
- * not implemented, such images stay "corrupt" after -r all. Unaligned
- * preallocated zero clusters are reported but not rewritten.
+ * block is damaged (unaligned, outside the image, shared) or a used
+ * cluster has refcount 0. Here -r all raises such a refcount in place
+ * (refcount blocks allocated for that go past the end of the file), but a
+ * damaged refcount block itself is not rebuilt: such images stay
+ * "corrupt" after -r all. Unaligned preallocated zero clusters are
+ * reported but not rewritten.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
