@@ -83,7 +83,8 @@ static int print_help(const char *fmt)
 static int amend(struct tool_common *tc, const char *file, const char *fmt,
                  struct dk_opts *opts, const char *optstr)
 {
-    struct dk_image *img = tool_open(tc, file, fmt, DK_OPEN_RDWR);
+    /* The backing chain is not needed and may be what is being fixed. */
+    struct dk_image *img = tool_open(tc, file, fmt, DK_OPEN_RDWR | DK_OPEN_NO_BACKING);
     if (!img)
         return 1;
     int rc = 0;

@@ -610,6 +610,7 @@ const struct dk_driver dk_drv_qcow2 = {
     .snapshot_create = qcow2_snapshot_create,   /* qcow2-snapshot-ops.c */
     .snapshot_apply = qcow2_snapshot_apply,
     .snapshot_delete = qcow2_snapshot_delete,
+    .amend = qcow2_amend,                       /* qcow2-amend.c */
     .compress = qcow2_compress,
     .write_compressed = qcow2_write_compressed,
     .set_backing = qcow2_set_backing,

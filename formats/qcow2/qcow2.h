@@ -234,6 +234,10 @@ int qcow2_snapshot_delete(struct dk_image *img, const char *id_or_name);
 int qcow2_snaptable_encode(struct dk_image *img, const struct qcow2_snapshot *snaps,
                            uint32_t nb, uint8_t **out, uint64_t *bytes);
 
+/* ----------------------------------- qcow2-amend.c (imgcmds helper) */
+
+int qcow2_amend(struct dk_image *img, const struct dk_opts *opts);
+
 /* ---------------------------------- qcow2-switch.c (imgcmds helper) */
 
 /* Writes a new generation of metadata past the end of the file and

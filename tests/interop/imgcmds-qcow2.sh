@@ -172,12 +172,26 @@ else
     echo "note: qcow2 snapshot create not supported yet, skipping snapshot cases"
 fi
 mkbase am.qcow2 4M
-if "$DISKKIT" amend -o lazy_refcounts=on am.qcow2 2>/dev/null; then
+if "$DISKKIT" amend -o lazy_refcounts=on am.qcow2; then
     qemu-img info am.qcow2 | grep -q "lazy refcounts: true" || fail "amend lazy_refcounts"
     qcheck am.qcow2 "amend"
     expect_rc 1 "amend unknown option" "$DISKKIT" amend -o nosuch=1 am.qcow2
     "$DISKKIT" amend -o help am.qcow2 | grep -q "^Amend options for 'qcow2':" ||
         fail "amend -o help"
+    qemu-io -c 'write -P 0x77 2M 1M' am.qcow2 >/dev/null
+    cp am.qcow2 am-ref.qcow2
+    "$DISKKIT" amend -o lazy_refcounts=off,size=6M am.qcow2 || fail "amend lazy off + size"
+    qemu-img amend -o lazy_refcounts=off,size=6M am-ref.qcow2
+    same am.qcow2 am-ref.qcow2 "amend size"
+    qemu-img info am.qcow2 | grep -q "lazy refcounts: false" || fail "amend lazy off"
+    qcheck am.qcow2 "amend lazy off"
+    expect_rc 1 "amend compat change" "$DISKKIT" amend -o compat=0.10 am.qcow2
+    expect_rc 1 "amend backing without format" "$DISKKIT" amend -o backing_file=b1 am.qcow2
+    expect_rc 0 "amend backing" "$DISKKIT" amend -o backing_file=b1,backing_fmt=qcow2 am.qcow2
+    qemu-img info am.qcow2 | grep -qx "backing file: b1" || fail "amend backing name"
+    expect_rc 0 "amend drop backing" "$DISKKIT" amend -o backing_file= am.qcow2
+    qemu-img info am.qcow2 | grep -q "backing file" && fail "amend drop backing"
+    qcheck am.qcow2 "amend backing"
 else
     echo "note: qcow2 amend not supported yet, skipping amend cases"
 fi
