@@ -25,6 +25,18 @@ int cmd_rebase(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
+int cmd_list_partitions(int argc, char **argv);
+int cmd_list_filesystems(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_df(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_copy_out(int argc, char **argv);
+int cmd_copy_in(int argc, char **argv);
+int cmd_write(int argc, char **argv);
+int cmd_mkdir(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_shell(int argc, char **argv);
 
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -47,6 +59,18 @@ static const struct command commands[] = {
     { "commit", cmd_commit, "write an overlay's data into its backing image" },
     { "measure", cmd_measure, "compute the size an image of a format needs" },
     { "dd", cmd_dd, "copy part of an image into a new image, dd style" },
+    { "list-partitions", cmd_list_partitions, "list the guest's partitions" },
+    { "list-filesystems", cmd_list_filesystems, "list the guest's filesystems" },
+    { "inspect", cmd_inspect, "describe the guest's operating system" },
+    { "df", cmd_df, "show free space on the guest's filesystems" },
+    { "ls", cmd_ls, "list a guest directory" },
+    { "cat", cmd_cat, "print guest files" },
+    { "copy-out", cmd_copy_out, "copy files out of the guest" },
+    { "copy-in", cmd_copy_in, "copy files into the guest" },
+    { "write", cmd_write, "write stdin to a guest file" },
+    { "mkdir", cmd_mkdir, "create guest directories" },
+    { "rm", cmd_rm, "remove guest files" },
+    { "shell", cmd_shell, "guestfish-like shell over the guest" },
 };
 
 const char *tool_cmd = "diskkit";

@@ -5,9 +5,8 @@
  * Spec: qcow2.txt "Header", "Header extensions", "Feature name table".
  * Validation order (STYLE.md): size, magic, version, decode, range checks
  * against the file size and the named caps of qcow2.h.
- * Known gaps: extended L2 entries (subclusters), external data files and
- * encrypted data are refused (encryption is another module's job: images
- * open, report "encrypted", and refuse data I/O).
+ * Known gaps: extended L2 entries (subclusters) and external data files
+ * are refused. Encryption lives in qcow2-crypt.c (hooks: open, close).
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -95,9 +94,9 @@ int qcow2_validate_table(uint64_t off, uint64_t bytes, uint64_t cluster_size,
 #define FAIL(...) (snprintf(msg, msglen, __VA_ARGS__), -EINVAL)
 
 /* Entries of the L1 table needed for SIZE bytes (overflow-safe). */
-static uint64_t l1_needed(uint64_t size, uint32_t cluster_bits)
+static uint64_t l1_needed(uint64_t size, uint32_t cluster_bits, bool extl2)
 {
-    uint32_t shift = cluster_bits + (cluster_bits - 3);
+    uint32_t shift = cluster_bits + (cluster_bits - (extl2 ? 4 : 3));
     return (size >> shift) + ((size & ((1ull << shift) - 1)) != 0);
 }
 
@@ -108,7 +107,7 @@ static int validate_tables(const struct qcow2_header *h, uint64_t fsize,
     if (h->l1_size > QCOW2_MAX_L1_BYTES / 8)
         return FAIL("qcow2: L1 table of %u entries exceeds the %u MiB limit",
                     h->l1_size, QCOW2_MAX_L1_BYTES >> 20);
-    if (l1_needed(h->size, h->cluster_bits) > h->l1_size)
+    if (l1_needed(h->size, h->cluster_bits, h->incompatible & QCOW2_INCOMPAT_EXTL2) > h->l1_size)
         return FAIL("qcow2: L1 table of %u entries is too small for the image size %llu",
                     h->l1_size, (unsigned long long)h->size);
     int r = qcow2_validate_table(h->l1_table_offset, (uint64_t)h->l1_size * 8, cs, fsize);
@@ -170,6 +169,8 @@ int qcow2_header_validate(const struct qcow2_header *h, uint64_t fsize, char *ms
         return FAIL("qcow2: unknown encryption method %u", h->crypt_method);
     if (h->size > (uint64_t)INT64_MAX)
         return FAIL("qcow2: virtual size %llu is too large", (unsigned long long)h->size);
+    if ((h->incompatible & QCOW2_INCOMPAT_EXTL2) && h->cluster_bits < 14)
+        return FAIL("qcow2: extended L2 entries need clusters of at least 16 KiB");
     if (h->compression_type > QCOW2_COMPRESS_ZSTD)
         return FAIL("qcow2: unknown compression type %u", h->compression_type);
     if (h->compression_type && !(h->incompatible & QCOW2_INCOMPAT_COMPRESSION))
@@ -429,7 +430,8 @@ static int read_header(struct dk_image *img, uint64_t fsize, uint8_t **c0out)
 static void setup_geometry(struct qcow2_state *s)
 {
     s->v3 = s->hdr.version >= 3;
-    s->l2_bits = s->cluster_bits - 3;
+    s->extl2 = s->v3 && (s->hdr.incompatible & QCOW2_INCOMPAT_EXTL2);
+    s->l2_bits = s->cluster_bits - (s->extl2 ? 4 : 3);
     s->l2_entries = 1ull << s->l2_bits;
     s->refcount_order = s->hdr.refcount_order;
     s->rb_bits = s->cluster_bits + 3 - s->refcount_order;
@@ -460,7 +462,7 @@ static int load_l1(struct dk_image *img, uint64_t fsize)
         s->l1_size = sn->l1_size;
         if (sn->disk_size != UINT64_MAX)
             img->size = sn->disk_size;
-        if (l1_needed(img->size, s->cluster_bits) > s->l1_size)
+        if (l1_needed(img->size, s->cluster_bits, s->extl2) > s->l1_size)
             return dk_set_error(img, -EINVAL, "qcow2: snapshot '%s' L1 table is too small",
                                 img->snapshot);
         img->read_only = true;
@@ -500,6 +502,9 @@ static int check_features(struct dk_image *img)
         img->corrupt = true;
         dk_set_error(img, 0, "qcow2: image is marked corrupt; opened read-only");
     }
+    if (s->extl2 && !img->read_only)
+        return dk_set_error(img, -ENOTSUP, "qcow2: writing images with extended L2 entries "
+                            "(subclusters) is not supported; open it read-only");
     s->writable = !img->read_only;
     return 0;
 }
@@ -547,7 +552,7 @@ static int qcow2_open(struct dk_image *img)
                                       s->hdr.backing_file_size)))
         r = dk_set_error(img, -ENOMEM, "qcow2: out of memory");
     free(c0);
-    if (r < 0 || (r = check_features(img)) < 0)
+    if (r < 0 || (r = check_features(img)) < 0 || (r = qcow2_crypt_open(img, fsize)) < 0)
         return r;
     s->alloc_end = dk_div_round_up(fsize, s->cluster_size);
     s->reftable_offset = s->hdr.refcount_table_offset;
@@ -570,6 +575,7 @@ static void qcow2_close(struct dk_image *img)
     qcow2_cache_free(s->l2_cache);
     qcow2_cache_free(s->rb_cache);
     qcow2_snapshots_free(s);
+    qcow2_crypt_close(s);
     free_exts(s);
     free(s->hdr_tail);
     free(s->l1);
@@ -591,7 +597,7 @@ const struct dk_driver dk_drv_qcow2 = {
     .struct_size = sizeof(struct dk_driver),
     .name = "qcow2",
     .state_size = sizeof(struct qcow2_state),
-    .features = DK_DRV_BACKING | DK_DRV_SNAPSHOTS | DK_DRV_COMPRESSION,
+    .features = DK_DRV_BACKING | DK_DRV_SNAPSHOTS | DK_DRV_COMPRESSION | DK_DRV_ENCRYPTION,
     .create_opts = qcow2_create_opts,
     .probe = probe,
     .open = qcow2_open,

@@ -27,6 +27,7 @@
 
 #include "internal.h"
 #include "codec.h"
+#include "crypto.h"
 
 /* ------------------------------------------------------ on-disk format */
 
@@ -48,7 +49,7 @@
 #define QCOW2_INCOMPAT_COMPRESSION  (1ull << 3)
 #define QCOW2_INCOMPAT_EXTL2        (1ull << 4)
 #define QCOW2_INCOMPAT_KNOWN (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | \
-                              QCOW2_INCOMPAT_COMPRESSION)
+                              QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
 #define QCOW2_COMPAT_LAZY           (1ull << 0)
 #define QCOW2_AUTOCLEAR_KNOWN       0ull   /* bitmaps/raw data file not kept up */
 
@@ -151,10 +152,12 @@ struct qcow2_state {
     uint64_t refcount_max;
     enum dk_codec codec;
     bool v3, lazy, encrypted, writable;
+    bool extl2;               /* 128-bit L2 entries: read-only support */
 
     uint64_t *l1;             /* host order */
     uint32_t l1_size;
     uint64_t l1_offset;
+    uint64_t l1_dirty_lo, l1_dirty_hi;   /* entries to write back; hi 0 = none */
     uint64_t *reftable;       /* host order */
     uint64_t reftable_size;   /* entries */
     uint64_t reftable_offset;
@@ -176,6 +179,8 @@ struct qcow2_state {
     struct qcow2_snapshot *snaps;
     uint32_t nb_snaps;
     uint64_t snap_table_bytes;
+
+    struct qcow2_crypt *crypt;   /* qcow2-crypt.c; NULL when not encrypted */
 };
 
 /* Kinds of L2 entries (standard entries, no subclusters). */
@@ -258,6 +263,10 @@ uint64_t qcow2_compressed_encode(uint64_t host_off, uint64_t nb_bytes,
  * ALLOC: create/copy-on-write it. *L2 = NULL when unallocated (!ALLOC). */
 int qcow2_l2_get(struct dk_image *img, uint64_t off, bool alloc, uint64_t **l2);
 void qcow2_l2_put(struct dk_image *img, uint64_t *l2);
+/* L1 entries changed in memory are written by qcow2_flush_all, after the
+ * L2 tables they point to. */
+void qcow2_l1_mark_dirty(struct qcow2_state *s, uint64_t i);
+int qcow2_l1_write_back(struct dk_image *img);
 int qcow2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
                        struct dk_extent *ext);
 int qcow2_read(struct dk_image *img, void *buf, size_t len, uint64_t off);
@@ -272,6 +281,15 @@ int qcow2_write_compressed(struct dk_image *img, uint64_t off, const void *cdata
 int qcow2_free_l2_entry(struct dk_image *img, uint64_t l2e);
 /* Allocates data/metadata for [OFF, OFF+LEN) (preallocation=metadata). */
 int qcow2_preallocate(struct dk_image *img, uint64_t off, uint64_t len, const char *mode);
+
+int qcow2_read_compressed(struct dk_image *img, uint64_t e, void *buf, size_t n,
+                          uint64_t off);
+
+/* --------------------------------------------------- qcow2-extl2.c */
+
+int qcow2_ext_block_status(struct dk_image *img, uint64_t off, uint64_t len,
+                           struct dk_extent *ext);
+int qcow2_ext_read(struct dk_image *img, void *buf, size_t len, uint64_t off);
 
 /* ------------------------------------------------- qcow2-refcount.c */
 
@@ -333,5 +351,39 @@ int qcow2_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *sr
 int qcow2_truncate(struct dk_image *img, uint64_t size, const char *prealloc,
                    unsigned flags);
 extern const struct dk_optdesc qcow2_create_opts[];
+
+/* --------------------------------------------------- qcow2-crypt.c */
+
+/* Encryption requested at create time (method 0: none). */
+struct qcow2_crypt_params {
+    uint32_t method;                     /* 1 AES, 2 LUKS */
+    struct dk_luks_create_params luks;
+};
+
+/* After the header extensions are read: validates crypt_method and the
+ * FDE extension, reads the LUKS header and unlocks it with img->secret
+ * (no secret: opens, data I/O refused; wrong secret: -EACCES). */
+int qcow2_crypt_open(struct dk_image *img, uint64_t file_size);
+void qcow2_crypt_close(struct qcow2_state *s);
+/* The LUKS area (header + key material) as host range, if any. */
+bool qcow2_crypt_area(const struct qcow2_state *s, uint64_t *off, uint64_t *len);
+/* Guest data to/from the host file: decrypts/encrypts when encrypted
+ * (HOST and GUEST are the byte offsets of the same data). */
+int qcow2_data_pread(struct dk_image *img, void *buf, size_t n, uint64_t host,
+                     uint64_t guest);
+int qcow2_data_pwrite(struct dk_image *img, const void *buf, size_t n, uint64_t host,
+                      uint64_t guest);
+/* Adds format-specific "encrypt" (qemu-img info keys) to DATA. */
+bool qcow2_crypt_info(struct dk_image *img, struct dk_val *data);
+/* Create: parses encrypt.* / encryption options (needs ctx->secret), then
+ * sets up encryption on the freshly created, opened image. */
+int qcow2_crypt_parse(const struct dk_create_ctx *ctx, const char *prealloc,
+                      struct qcow2_crypt_params *p);
+int qcow2_crypt_create(struct dk_image *img, const struct qcow2_crypt_params *p,
+                       const struct dk_create_ctx *ctx);
+/* Measure: bytes the encrypt.* options of OPTS add (the LUKS area in
+ * whole clusters of CS bytes; 0 for none or AES). */
+int qcow2_crypt_measure(const struct dk_opts *opts, uint64_t cs, uint64_t *bytes,
+                        struct dk_error *err);
 
 #endif
