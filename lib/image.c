@@ -286,6 +286,11 @@ int dk_pread(struct dk_image *img, void *buf, size_t len, uint64_t off)
         return r;
     uint8_t *p = buf;
     pthread_mutex_lock(&img->lock);
+    if ((img->drv->features & DK_DRV_DIRECT_READ) && !img->backing) {
+        r = img->drv->read(img, buf, len, off);
+        pthread_mutex_unlock(&img->lock);
+        return r;
+    }
     while (len) {
         struct dk_extent ext;
         r = layer_status(img, off, len, &ext);

@@ -22,6 +22,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,17 @@ void vmdk_header_encode(const struct vmdk_header *h, uint8_t *b)
     b[72] = h->unclean;
     memcpy(b + 73, "\n \r\n", 4);
     dk_put_le16(b + 77, h->compress);
+}
+
+/* " (extent file NAME" for extents in their own file, "" for the image
+ * file itself (the core already names it); callers close the paren. */
+static const char *where(const struct vmdk_extent *e)
+{
+    static __thread char buf[4200];
+    if (!e->own_file)
+        return "";
+    snprintf(buf, sizeof(buf), " (extent file %s", e->file->path);
+    return buf;
 }
 
 /* Checks that a table of LEN bytes at sector SEC lies inside the file. */
@@ -159,11 +171,11 @@ int vmdk_sparse_open(struct dk_image *img, struct vmdk_extent *e)
     if (e->h.gd_offset == VMDK_GD_AT_END) {
         r = vmdk_stream_footer(e->file, e->file_size, &e->h, &err);
         if (r < 0)
-            return dk_set_error(img, r, "%s (%s)", err.msg, e->file->path);
+            return dk_set_error(img, r, "%s%s%s", err.msg, where(e), e->own_file ? ")" : "");
     }
     r = vmdk_header_validate(&e->h, e->file_size, &err);
     if (r < 0)
-        return dk_set_error(img, r, "%s (%s)", err.msg, e->file->path);
+        return dk_set_error(img, r, "%s%s%s", err.msg, where(e), e->own_file ? ")" : "");
     e->compressed = e->h.compress == VMDK_COMPRESS_DEFLATE;
     e->markers = e->h.flags & VMDK_FLAG_MARKERS;
     e->zeroed_grain = e->h.version >= 2 && (e->h.flags & VMDK_FLAG_ZERO_GRAIN);
@@ -195,8 +207,9 @@ uint32_t *vmdk_sparse_gt(struct dk_image *img, struct vmdk_extent *e, uint32_t i
     size_t bytes = (size_t)e->h.num_gtes * 4;
     uint64_t sec = e->gd[idx];
     if (!table_inside(sec, bytes, e->file_size)) {
-        dk_corrupt(img, "vmdk: grain table %u at offset 0x%llx lies beyond end of file %s",
-                   idx, (unsigned long long)sec * VMDK_SECTOR, e->file->path);
+        dk_corrupt(img, "vmdk: grain table %u at offset 0x%llx lies beyond end of file%s%s",
+                   idx, (unsigned long long)sec * VMDK_SECTOR, where(e),
+                   e->own_file ? ")" : "");
         return NULL;
     }
     uint8_t raw[VMDK_MAX_GTES * 4];

@@ -154,6 +154,7 @@ for f in bad-grain.vmdk bad-gd.vmdk bad-gtes.vmdk bad-cap.vmdk bad-desc.vmdk \
     expect_error "$f"
 done
 # A GT past EOF is found while reading (compare: exit 2 on error, as qemu-img).
+expect_error bad-gt.vmdk
 expect_error bad-gt.vmdk compare 2
 qemu-img check bad-gt.vmdk >/dev/null 2>&1; q=$?
 "$DISKKIT" check bad-gt.vmdk >/dev/null 2>&1; d=$?
