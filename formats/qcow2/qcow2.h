@@ -225,6 +225,33 @@ void qcow2_snapshots_free(struct qcow2_state *s);
 int qcow2_snapshot_find(struct qcow2_state *s, const char *id_or_name);
 int qcow2_snapshot_list(struct dk_image *img, struct dk_snapshot **out, size_t *n);
 
+/* ---------------------------------- qcow2-check.c (imgcmds helper) */
+
+int qcow2_check(struct dk_image *img, unsigned fix, struct dk_check_result *res,
+                dk_report_fn report, void *opaque);
+
+/* ---------------------------- qcow2-snapshot-ops.c (imgcmds helper) */
+
+int qcow2_snapshot_create(struct dk_image *img, const char *name);
+int qcow2_snapshot_apply(struct dk_image *img, const char *id_or_name);
+int qcow2_snapshot_delete(struct dk_image *img, const char *id_or_name);
+/* Encodes a snapshot table (caller frees *OUT). */
+int qcow2_snaptable_encode(struct dk_image *img, const struct qcow2_snapshot *snaps,
+                           uint32_t nb, uint8_t **out, uint64_t *bytes);
+
+/* ----------------------------------- qcow2-amend.c (imgcmds helper) */
+
+int qcow2_amend(struct dk_image *img, const struct dk_opts *opts);
+
+/* ---------------------------------- qcow2-switch.c (imgcmds helper) */
+
+/* Writes a new generation of metadata past the end of the file and
+ * switches to it with one header write: active tables copied from SRC
+ * (SRC_N host-order L1 entries, new L1 of L1_SIZE entries), snapshot list
+ * SNAPS (borrowed), virtual SIZE; refcounts and COPIED flags recomputed. */
+int qcow2_switch(struct dk_image *img, const uint64_t *src, uint32_t src_n, uint32_t l1_size,
+                 const struct qcow2_snapshot *snaps, uint32_t nb, uint64_t size);
+
 /* -------------------------------------------------- qcow2-cluster.c */
 
 /* Compressed descriptor fields. */
