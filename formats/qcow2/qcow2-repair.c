@@ -124,9 +124,10 @@ static int count_l1(struct walk *w, uint64_t off, uint32_t size)
                                         "of file", (unsigned long long)l2);
             break;
         }
-        bool seen = w->cnt[l2 >> s->cluster_bits] > 0;
+        /* Tables shared with a snapshot count once per L1; their data
+         * clusters too (qemu counts references per L1 walk). */
         r = count(w, l2, s->cluster_size, "L2 table");
-        if (r >= 0 && !seen)
+        if (r >= 0)
             r = count_l2(w, l2);
     }
     free(raw);

@@ -782,6 +782,51 @@ START_TEST(extended_l2_read)
 }
 END_TEST
 
+/* Writes after `qemu-img snapshot -c`: shared L2 tables and data clusters
+ * are copied on write; the snapshot still reads the old data, opened with
+ * dk_open_opts.snapshot, and qemu-img check finds no leak or error. */
+START_TEST(snapshot_copy_on_write)
+{
+    if (!have_qemu_img())
+        return;
+    enum { SIZE = 2 << 20 };
+    const char *f = strdup(tmp("s.qcow2"));
+    create(f, SIZE, "cluster_size=4k");
+    struct dk_image *img = open_img(f, "qcow2", DK_OPEN_RDWR);
+    uint8_t *ref = calloc(1, SIZE), *old = malloc(SIZE);
+    write_both(img, ref, 0, SIZE, 1);
+    ck_assert_int_eq(dk_close(img), 0);
+    memcpy(old, ref, SIZE);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "qemu-img snapshot -c snap1 '%s'", f);
+    ck_assert_int_eq(system(cmd), 0);
+    img = open_img(f, "qcow2", DK_OPEN_RDWR);
+    write_both(img, ref, 5000, 100000, 2);
+    ck_assert_int_eq(dk_pwrite_zeroes(img, 1 << 20, 65536, DK_ZERO_MAY_UNMAP), 0);
+    memset(ref + (1 << 20), 0, 65536);
+    expect_content(img, ref, SIZE);
+    ck_assert_int_eq(dk_close(img), 0);
+    qemu_verify(f, ref, SIZE);
+    struct dk_open_opts o = { .format = "qcow2", .snapshot = "snap1" };
+    struct dk_error e = { 0 };
+    img = dk_open(f, &o, &e);
+    ck_assert_msg(img != NULL, "%s", e.msg);
+    ck_assert(dk_image_read_only(img));
+    expect_content(img, old, SIZE);
+    struct dk_snapshot *sn;
+    size_t n;
+    ck_assert_int_eq(dk_snapshot_list(img, &sn, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(sn[0].name, "snap1");
+    ck_assert_str_eq(sn[0].id, "1");
+    dk_snapshots_free(sn, n);
+    dk_close(img);
+    free(ref);
+    free(old);
+    free((void *)f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("qcow2");
@@ -809,6 +854,7 @@ int main(void)
     tcase_add_test(io, lazy_dirty_rebuild);
     tcase_add_test(io, qemu_images_read_back);
     tcase_add_test(io, extended_l2_read);
+    tcase_add_test(io, snapshot_copy_on_write);
     suite_add_tcase(s, io);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
