@@ -334,6 +334,7 @@ int dk_pwrite_zeroes(struct dk_image *img, uint64_t off, uint64_t len, unsigned 
     void *z = calloc(1, chunk);
     if (!z)
         return dk_set_error(img, -ENOMEM, "out of memory");
+    r = 0;   /* the driver's -ENOTSUP: write zeros as data */
     while (len && r >= 0) {
         size_t n = (size_t)DK_MIN((uint64_t)chunk, len);
         r = dk_pwrite(img, z, n, off);

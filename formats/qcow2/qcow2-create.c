@@ -6,7 +6,8 @@
  * name), cluster 1 refcount table, cluster 2 refcount block; the image is
  * then opened and grown to its size, which allocates the L1 table (cluster
  * 3 and up) and any preallocation through the normal allocator.
- * Known gaps: extended_l2, data_file and encryption are refused at create.
+ * Encryption (encrypt.*) is set up by qcow2-crypt.c once the image is sized.
+ * Known gaps: extended_l2 and data_file are refused at create.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -25,6 +26,16 @@ const struct dk_optdesc qcow2_create_opts[] = {
     { "data_file", DK_OPT_STRING, "File name of an external data file", NULL },
     { "data_file_raw", DK_OPT_BOOL,
       "The external data file must stay valid as a raw image", NULL },
+    { "encrypt.format", DK_OPT_STRING, "Encrypt the image, format choices: 'aes', 'luks'",
+      NULL },
+    { "encrypt.key-secret", DK_OPT_STRING,
+      "ID of secret providing qcow AES key or LUKS passphrase", NULL },
+    { "encrypt.cipher-alg", DK_OPT_STRING, "Name of encryption cipher algorithm", NULL },
+    { "encrypt.cipher-mode", DK_OPT_STRING, "Name of encryption cipher mode", NULL },
+    { "encrypt.ivgen-alg", DK_OPT_STRING, "Name of IV generator algorithm", NULL },
+    { "encrypt.ivgen-hash-alg", DK_OPT_STRING, "Name of IV generator hash algorithm", NULL },
+    { "encrypt.hash-alg", DK_OPT_STRING, "Name of encryption hash algorithm", NULL },
+    { "encrypt.iter-time", DK_OPT_NUMBER, "Time to spend in PBKDF in milliseconds", NULL },
     { "encryption", DK_OPT_BOOL,
       "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)",
       NULL },
@@ -45,6 +56,7 @@ struct create_params {
     bool lazy;
     uint8_t compression;
     const char *prealloc, *backing, *backing_fmt;
+    struct qcow2_crypt_params crypt;   /* encrypt.* (qcow2-crypt.c) */
 };
 
 static bool opt_on(const struct dk_opts *o, const char *k)
@@ -124,9 +136,6 @@ static int parse_params(const struct dk_create_ctx *c, struct create_params *p)
     if (dk_opts_get(o, "data_file") || opt_on(o, "data_file_raw"))
         return dk_error_set(c->err, -ENOTSUP, "qcow2: external data files are not supported "
                             "by diskkit");
-    if (opt_on(o, "encryption"))
-        return dk_error_set(c->err, -ENOTSUP, "qcow2: encryption is not supported by this "
-                            "build (use encrypt.format=luks when available)");
     p->backing = dk_opts_get(o, "backing_file");
     p->backing_fmt = dk_opts_get(o, "backing_fmt");
     if (p->backing && !*p->backing)
@@ -138,7 +147,7 @@ static int parse_params(const struct dk_create_ctx *c, struct create_params *p)
     if (p->backing && strcmp(p->prealloc, "off"))
         return dk_error_set(c->err, -EINVAL, "Backing file and preallocation can only be used "
                             "at the same time if extended_l2 is on");
-    return 0;
+    return qcow2_crypt_parse(c, p->prealloc, &p->crypt);
 }
 
 /* qemu's feature name table: 8 entries of 48 bytes. */
@@ -245,6 +254,8 @@ int qcow2_create(const struct dk_create_ctx *c)
     if (!img)
         return c->err->code ? c->err->code : -EIO;
     r = dk_resize(img, p.size, p.prealloc, 0);
+    if (r >= 0)
+        r = qcow2_crypt_create(img, &p.crypt, c);
     if (r < 0)
         dk_error_set(c->err, r, "%s", dk_image_errmsg(img));
     int r2 = dk_close(img);

@@ -86,8 +86,7 @@ static int read_piece(struct dk_image *img, uint64_t e, uint8_t *buf, size_t n, 
     default:
         if ((r = host_check(img, e & QCOW2_OFFSET_MASK)) < 0)
             return r;
-        r = dk_file_pread_eof0(img->file, buf, n, (e & QCOW2_OFFSET_MASK) + in);
-        return r < 0 ? dk_set_error(img, r, "qcow2: read: %s", strerror(-r)) : 0;
+        return qcow2_data_pread(img, buf, n, (e & QCOW2_OFFSET_MASK) + in, off);
     }
 }
 
@@ -121,10 +120,12 @@ int qcow2_read(struct dk_image *img, void *buf, size_t len, uint64_t off)
 {
     struct qcow2_state *s = img->priv;
     uint8_t *p = buf;
-    if (s->encrypted)
-        return dk_set_error(img, -ENOTSUP, "qcow2: encrypted images are not supported");
-    if (s->extl2)
+    if (s->extl2) {
+        if (s->crypt)
+            return dk_set_error(img, -ENOTSUP,
+                                "qcow2: encrypted images with extended L2 entries are not supported");
         return qcow2_ext_read(img, buf, len, off);
+    }
     while (len) {
         uint64_t *l2;
         int r = qcow2_l2_get(img, off, false, &l2);
@@ -139,9 +140,7 @@ int qcow2_read(struct dk_image *img, void *buf, size_t len, uint64_t off)
                                   dk_div_round_up(in + len, s->cluster_size));
             uint64_t run = normal_run(s, l2, k, max);
             n = (size_t)DK_MIN((uint64_t)len, (run << s->cluster_bits) - in);
-            r = dk_file_pread_eof0(img->file, p, n, (e & QCOW2_OFFSET_MASK) + in);
-            if (r < 0)
-                dk_set_error(img, r, "qcow2: read: %s", strerror(-r));
+            r = qcow2_data_pread(img, p, n, (e & QCOW2_OFFSET_MASK) + in, off);
         } else if (r >= 0) {
             r = read_piece(img, e, p, n, off);
         }
@@ -176,11 +175,19 @@ int qcow2_free_l2_entry(struct dk_image *img, uint64_t e)
     }
 }
 
-static int pwrite_data(struct dk_image *img, const void *buf, size_t n, uint64_t host)
+static int pwrite_raw(struct dk_image *img, const void *buf, size_t n, uint64_t host)
 {
     int r = dk_file_pwrite(img->file, buf, n, host);
     return r < 0 ? dk_set_error(img, r, "qcow2: write at 0x%llx: %s",
                                 (unsigned long long)host, strerror(-r)) : 0;
+}
+
+/* Guest data (at guest offset GUEST) to HOST; encrypted when the image is
+ * (qcow2-crypt.c). */
+static int pwrite_data(struct dk_image *img, const void *buf, size_t n, uint64_t host,
+                       uint64_t guest)
+{
+    return qcow2_data_pwrite(img, buf, n, host, guest);
 }
 
 /* Writes one partially covered cluster: old content of entry E for the
@@ -195,7 +202,7 @@ static int write_partial(struct dk_image *img, uint64_t e, uint64_t g, const uin
     int r = read_piece(img, e, c, s->cluster_size, g);
     if (r >= 0) {
         memcpy(c + in, buf, n);
-        r = pwrite_data(img, c, s->cluster_size, host);
+        r = pwrite_data(img, c, s->cluster_size, host, g);
     }
     free(c);
     return r;
@@ -223,7 +230,8 @@ static int write_alloc(struct dk_image *img, uint64_t *l2, uint64_t k0, uint64_t
     uint64_t full = (len - done) / cs;
     if (c + full > k)
         full = k - c;
-    if (full && (r = pwrite_data(img, buf + done, full * cs, host + c * cs)) < 0)
+    if (full && (r = pwrite_data(img, buf + done, full * cs, host + c * cs,
+                                 g0 + c * cs)) < 0)
         return r;
     done += full * cs;
     c += full;
@@ -263,7 +271,7 @@ static int write_in_table(struct dk_image *img, uint64_t *l2, const uint8_t *buf
             uint64_t host = (e & QCOW2_OFFSET_MASK) + in;
             rr = qcow2_check_overlap(img, host, bytes, QCOW2_OL_ALL);
             if (rr >= 0)
-                rr = pwrite_data(img, buf, (size_t)bytes, host);
+                rr = pwrite_data(img, buf, (size_t)bytes, host, off);
             if (rr < 0)
                 return rr;
             r = bytes;
@@ -289,8 +297,6 @@ int qcow2_write(struct dk_image *img, const void *buf, size_t len, uint64_t off)
 {
     struct qcow2_state *s = img->priv;
     const uint8_t *p = buf;
-    if (s->encrypted)
-        return dk_set_error(img, -ENOTSUP, "qcow2: encrypted images are not supported");
     uint64_t span = s->cluster_size << s->l2_bits;
     while (len) {
         uint64_t n = DK_MIN((uint64_t)len, span - (off & (span - 1)));
@@ -336,7 +342,7 @@ int qcow2_write_compressed(struct dk_image *img, uint64_t off, const void *cdata
                            const void *plain, size_t plain_len)
 {
     struct qcow2_state *s = img->priv;
-    if (!clen)
+    if (!clen || s->crypt)   /* encrypted images store no compressed clusters */
         return qcow2_write(img, plain, plain_len, off);
     if (clen >= s->cluster_size || !dk_is_aligned(off, s->cluster_size))
         return dk_set_error(img, -EINVAL, "qcow2: bad compressed write at 0x%llx",
@@ -347,7 +353,7 @@ int qcow2_write_compressed(struct dk_image *img, uint64_t off, const void *cdata
         return r;
     uint64_t k = (off >> s->cluster_bits) & (s->l2_entries - 1);
     if ((r = qcow2_alloc_bytes(img, clen, &host)) >= 0 &&
-        (r = pwrite_data(img, cdata, clen, host)) >= 0) {
+        (r = pwrite_raw(img, cdata, clen, host)) >= 0) {
         uint64_t old = l2_entry(l2, k);
         l2_set(l2, k, qcow2_compressed_encode(host, clen, s->cluster_bits));
         qcow2_cache_mark_dirty(s->l2_cache, l2);

@@ -30,6 +30,10 @@ static const char *overlap_what(struct qcow2_state *s, uint64_t off, uint64_t le
     if ((check & QCOW2_OL_SNAPTABLE) && s->nb_snaps &&
         dk_ranges_overlap(off, len, s->hdr.snapshots_offset, s->snap_table_bytes))
         return "snapshot table";
+    uint64_t fo, fl;   /* the LUKS area (qcow2-crypt.c) */
+    if ((check & QCOW2_OL_HEADER) && qcow2_crypt_area(s, &fo, &fl) &&
+        dk_ranges_overlap(off, len, fo, fl))
+        return "LUKS header";
     for (uint64_t i = 0; (check & QCOW2_OL_REFBLOCK) && i < s->reftable_size; i++) {
         uint64_t b = s->reftable[i] & QCOW2_OFFSET_MASK;
         if (b && dk_ranges_overlap(off, len, b, cs))
@@ -144,6 +148,9 @@ static int walk_all(struct walk *w)
         r = count_l1(w, s->snaps[i].l1_offset, s->snaps[i].l1_size);
     if (r >= 0 && s->nb_snaps)
         r = count(w, s->hdr.snapshots_offset, s->snap_table_bytes, "snapshot table");
+    uint64_t fo, fl;
+    if (r >= 0 && qcow2_crypt_area(s, &fo, &fl))
+        r = count(w, fo, fl, "LUKS header");
     if (r >= 0)
         r = count(w, s->reftable_offset, s->reftable_size * 8, "refcount table");
     for (uint64_t i = 0; r >= 0 && i < s->reftable_size; i++)

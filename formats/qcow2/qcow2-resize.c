@@ -131,8 +131,10 @@ int qcow2_truncate(struct dk_image *img, uint64_t size, const char *prealloc, un
         return dk_set_error(img, -EINVAL, "Invalid preallocation mode: '%s'", mode);
     if (size % 512)
         return dk_set_error(img, -EINVAL, "qcow2: size must be a multiple of 512 bytes");
-    if (s->encrypted)
-        return dk_set_error(img, -ENOTSUP, "qcow2: resizing encrypted images is not supported");
+    /* Preallocated clusters would read as decrypted zeros, i.e. garbage. */
+    if (s->encrypted && strcmp(mode, "off"))
+        return dk_set_error(img, -ENOTSUP, "qcow2: preallocation=%s is not supported "
+                            "with encryption", mode);
     if (s->nb_snaps && (s->hdr.version < 3 || size < img->size))
         return dk_set_error(img, -ENOTSUP, "qcow2: can't %s an image which has snapshots",
                             size < img->size ? "shrink" : "resize a v2");
@@ -234,7 +236,10 @@ int qcow2_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *sr
     }
     if (!strcmp(prealloc, "falloc") || !strcmp(prealloc, "full"))
         required = vsize;
-    out->fully_allocated = prealloc_size(vsize, cs, order);
+    uint64_t luks;   /* LUKS header + key material (qcow2-crypt.c) */
+    if ((r = qcow2_crypt_measure(opts, cs, &luks, err)) < 0)
+        return r;
+    out->fully_allocated = prealloc_size(vsize, cs, order) + luks;
     out->required = out->fully_allocated - vsize + required;
     out->bitmaps = 0;
     return 0;

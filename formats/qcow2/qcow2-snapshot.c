@@ -160,6 +160,7 @@ static int format_specific(struct dk_image *img, struct dk_info *info)
     if (s->v3)
         ok = ok && dk_val_add_bool(d, "lazy-refcounts", s->lazy);
     ok = ok && dk_val_add_int(d, "refcount-bits", 1 << s->refcount_order);
+    ok = ok && qcow2_crypt_info(img, d);   /* "encrypt", qcow2-crypt.c */
     if (s->v3)
         ok = ok && dk_val_add_bool(d, "corrupt",
                                    !!(s->hdr.incompatible & QCOW2_INCOMPAT_CORRUPT)) &&

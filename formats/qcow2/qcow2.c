@@ -5,9 +5,8 @@
  * Spec: qcow2.txt "Header", "Header extensions", "Feature name table".
  * Validation order (STYLE.md): size, magic, version, decode, range checks
  * against the file size and the named caps of qcow2.h.
- * Known gaps: extended L2 entries (subclusters), external data files and
- * encrypted data are refused (encryption is another module's job: images
- * open, report "encrypted", and refuse data I/O).
+ * Known gaps: extended L2 entries (subclusters) and external data files
+ * are refused. Encryption lives in qcow2-crypt.c (hooks: open, close).
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -553,7 +552,7 @@ static int qcow2_open(struct dk_image *img)
                                       s->hdr.backing_file_size)))
         r = dk_set_error(img, -ENOMEM, "qcow2: out of memory");
     free(c0);
-    if (r < 0 || (r = check_features(img)) < 0)
+    if (r < 0 || (r = check_features(img)) < 0 || (r = qcow2_crypt_open(img, fsize)) < 0)
         return r;
     s->alloc_end = dk_div_round_up(fsize, s->cluster_size);
     s->reftable_offset = s->hdr.refcount_table_offset;
@@ -576,6 +575,7 @@ static void qcow2_close(struct dk_image *img)
     qcow2_cache_free(s->l2_cache);
     qcow2_cache_free(s->rb_cache);
     qcow2_snapshots_free(s);
+    qcow2_crypt_close(s);
     free_exts(s);
     free(s->hdr_tail);
     free(s->l1);
@@ -597,7 +597,7 @@ const struct dk_driver dk_drv_qcow2 = {
     .struct_size = sizeof(struct dk_driver),
     .name = "qcow2",
     .state_size = sizeof(struct qcow2_state),
-    .features = DK_DRV_BACKING | DK_DRV_SNAPSHOTS | DK_DRV_COMPRESSION,
+    .features = DK_DRV_BACKING | DK_DRV_SNAPSHOTS | DK_DRV_COMPRESSION | DK_DRV_ENCRYPTION,
     .create_opts = qcow2_create_opts,
     .probe = probe,
     .open = qcow2_open,

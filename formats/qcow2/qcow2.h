@@ -27,6 +27,7 @@
 
 #include "internal.h"
 #include "codec.h"
+#include "crypto.h"
 
 /* ------------------------------------------------------ on-disk format */
 
@@ -182,6 +183,8 @@ struct qcow2_state {
     struct qcow2_snapshot *snaps;
     uint32_t nb_snaps;
     uint64_t snap_table_bytes;
+
+    struct qcow2_crypt *crypt;   /* qcow2-crypt.c; NULL when not encrypted */
 };
 
 /* Kinds of L2 entries (standard entries, no subclusters). */
@@ -325,5 +328,39 @@ int qcow2_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *sr
 int qcow2_truncate(struct dk_image *img, uint64_t size, const char *prealloc,
                    unsigned flags);
 extern const struct dk_optdesc qcow2_create_opts[];
+
+/* --------------------------------------------------- qcow2-crypt.c */
+
+/* Encryption requested at create time (method 0: none). */
+struct qcow2_crypt_params {
+    uint32_t method;                     /* 1 AES, 2 LUKS */
+    struct dk_luks_create_params luks;
+};
+
+/* After the header extensions are read: validates crypt_method and the
+ * FDE extension, reads the LUKS header and unlocks it with img->secret
+ * (no secret: opens, data I/O refused; wrong secret: -EACCES). */
+int qcow2_crypt_open(struct dk_image *img, uint64_t file_size);
+void qcow2_crypt_close(struct qcow2_state *s);
+/* The LUKS area (header + key material) as host range, if any. */
+bool qcow2_crypt_area(const struct qcow2_state *s, uint64_t *off, uint64_t *len);
+/* Guest data to/from the host file: decrypts/encrypts when encrypted
+ * (HOST and GUEST are the byte offsets of the same data). */
+int qcow2_data_pread(struct dk_image *img, void *buf, size_t n, uint64_t host,
+                     uint64_t guest);
+int qcow2_data_pwrite(struct dk_image *img, const void *buf, size_t n, uint64_t host,
+                      uint64_t guest);
+/* Adds format-specific "encrypt" (qemu-img info keys) to DATA. */
+bool qcow2_crypt_info(struct dk_image *img, struct dk_val *data);
+/* Create: parses encrypt.* / encryption options (needs ctx->secret), then
+ * sets up encryption on the freshly created, opened image. */
+int qcow2_crypt_parse(const struct dk_create_ctx *ctx, const char *prealloc,
+                      struct qcow2_crypt_params *p);
+int qcow2_crypt_create(struct dk_image *img, const struct qcow2_crypt_params *p,
+                       const struct dk_create_ctx *ctx);
+/* Measure: bytes the encrypt.* options of OPTS add (the LUKS area in
+ * whole clusters of CS bytes; 0 for none or AES). */
+int qcow2_crypt_measure(const struct dk_opts *opts, uint64_t cs, uint64_t *bytes,
+                        struct dk_error *err);
 
 #endif
