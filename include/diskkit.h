@@ -348,7 +348,258 @@ int dk_compare(struct dk_image *a, struct dk_image *b, unsigned flags,
                struct dk_error *err);
 
 /* ---------------------------------------------------- guest filesystems --- */
-/* (declared in the section below by the guest layer) */
+/* The guest layer: partitions (MBR, extended/logical, GPT), filesystem
+ * detection, ext2/3/4 read-write access through libext2fs, and OS
+ * inspection, all on top of the image API above (no VM appliance).
+ *
+ * Objects:
+ *  - struct dk_guest: a set of opened images seen as disks /dev/sda,
+ *    /dev/sdb, ... (guestfish names) with their partitions /dev/sda1 ...
+ *    The images are BORROWED: they must stay open until dk_guest_close().
+ *  - struct dk_fs: one ext2/3/4 filesystem on a device of a guest.
+ *  - struct dk_fsfile: an open regular file of a dk_fs.
+ *
+ * Thread safety: a dk_guest is read-only after dk_guest_open() and may be
+ * shared by threads. Every dk_fs call (and every dk_fsfile call, which goes
+ * through its dk_fs) takes one mutex per dk_fs, so one dk_fs may be used
+ * from several threads (the FUSE mounter does). Several dk_fs on distinct
+ * devices of one guest are independent. Do not open the same device twice
+ * read-write.
+ *
+ * Paths inside a filesystem are absolute ("/etc/passwd"); symlinks are
+ * resolved inside that filesystem only (an absolute target is taken from
+ * the filesystem root, never from the host). Errors: 0/-errno as above;
+ * the message is on the handle (dk_fs_errmsg), valid until the next call
+ * on that handle from the same thread. */
+
+struct dk_guest;
+struct dk_fs;
+struct dk_fsfile;
+
+#define DK_GUEST_MAX_DISKS      26      /* /dev/sda .. /dev/sdz */
+#define DK_GUEST_MAX_PARTITIONS 128     /* per disk (GPT entries, MBR logicals) */
+#define DK_DEVNAME_MAX          16      /* "/dev/sdz128" + NUL fits */
+
+/* A partition, or a whole disk holding a filesystem with no table. */
+struct dk_partition {
+    char device[DK_DEVNAME_MAX];  /* "/dev/sda1", or "/dev/sda" (whole disk) */
+    unsigned disk;                /* index of the image, 0 = /dev/sda */
+    unsigned partnum;             /* 1.. (MBR logicals from 5), 0 = whole disk */
+    uint64_t offset;              /* bytes from the start of the image */
+    uint64_t size;                /* bytes */
+    const char *scheme;           /* "mbr", "gpt" or "none" (static) */
+    unsigned mbr_type;            /* MBR type byte (0x83 ...), 0 for GPT */
+    int bootable;                 /* MBR active flag / GPT legacy BIOS bootable */
+    char type_guid[40];           /* GPT type GUID (lower case), "" for MBR */
+    char part_uuid[40];           /* GPT unique GUID, or MBR "<disksig>-<nn>"
+                                     as Linux shows PARTUUID; "" if none */
+    char name[80];                /* GPT partition name (UTF-8), "" for MBR */
+};
+
+/* What a device holds, as list-filesystems / virt-filesystems show it. */
+struct dk_fsinfo {
+    char device[DK_DEVNAME_MAX];
+    char type[16];      /* "ext2" "ext3" "ext4" "swap" "xfs" "btrfs" "vfat"
+                           "ntfs" "LVM2_member" "crypto_LUKS" "iso9660"
+                           or "unknown" */
+    char label[64];     /* "" when none */
+    char uuid[40];      /* "" when none; lower-case canonical form */
+    uint64_t offset, size;
+    int readable;       /* 1: dk_fs_open can open it (ext2/3/4) */
+};
+
+/* Opens a guest over IMGS[0..N-1] (borrowed; N <= DK_GUEST_MAX_DISKS) and
+ * reads their partition tables and filesystem signatures. Never writes.
+ * Problems that do not stop reading (GPT primary header damaged, backup
+ * used; a partition that runs past the end of the disk and was clipped or
+ * dropped) become warnings, see dk_guest_warning(). FLAGS: none defined
+ * yet, pass 0. Returns the guest (caller closes) or NULL with ERR filled. */
+struct dk_guest *dk_guest_open(struct dk_image **imgs, size_t n, unsigned flags,
+                               struct dk_error *err);
+/* Frees the guest (not the images). Every dk_fs opened on it must be
+ * closed first. */
+void dk_guest_close(struct dk_guest *g);
+
+/* Number of disks and the image of disk I (borrowed). */
+size_t dk_guest_nb_disks(const struct dk_guest *g);
+struct dk_image *dk_guest_image(const struct dk_guest *g, size_t i);
+
+/* Partitions of every disk, in device order; a disk without a partition
+ * table appears as one entry with partnum 0. Borrowed until close. */
+const struct dk_partition *dk_guest_partitions(const struct dk_guest *g, size_t *n);
+/* Filesystems (one per partition, and per table-less disk), in device
+ * order, including ones diskkit cannot read (type "unknown", readable 0).
+ * Borrowed until close. */
+const struct dk_fsinfo *dk_guest_filesystems(const struct dk_guest *g, size_t *n);
+/* Finds a device by name ("/dev/sda1"; "/dev/vda1" and "/dev/hda1" are
+ * accepted as aliases). Returns the entry (borrowed) or NULL. */
+const struct dk_fsinfo *dk_guest_find(const struct dk_guest *g, const char *device);
+/* Non-fatal warnings collected while opening (borrowed; I < count). */
+size_t dk_guest_nb_warnings(const struct dk_guest *g);
+const char *dk_guest_warning(const struct dk_guest *g, size_t i);
+
+/* ---- inspection (virt-inspector) ---- */
+
+struct dk_mountpoint {
+    char *mountpoint;   /* "/", "/boot", ... */
+    char *device;       /* our device name, "/dev/sda2" */
+};
+struct dk_inspect {
+    char *root;         /* device of the OS root filesystem */
+    char *type;         /* "linux" or "unknown" */
+    char *distro;       /* os-release ID ("fedora", "debian", ...) or "unknown" */
+    char *product_name; /* PRETTY_NAME or the release file's line */
+    int major_version, minor_version;   /* 0 when unknown */
+    char *version;      /* VERSION_ID as written, "" when unknown */
+    char *hostname;     /* "" when unknown */
+    char *arch;         /* "x86_64", "aarch64", "i386", ... or "unknown" */
+    /* fstab entries that resolve to devices of this guest, sorted by
+     * mountpoint ("/" first); always contains "/" -> root. */
+    struct dk_mountpoint *mounts;
+    size_t nmounts;
+};
+/* Looks for an OS on every readable filesystem and describes the first one
+ * found (device order). Returns 0 with *OUT set (caller frees with
+ * dk_inspect_free), -ENOENT when no OS root was found (message via
+ * dk_guest_errmsg), or another -errno. */
+int dk_guest_inspect(struct dk_guest *g, struct dk_inspect **out);
+void dk_inspect_free(struct dk_inspect *ins);
+/* The device mounted at the longest mountpoint that is a prefix of PATH
+ * (by path components), with *REST set to the rest of PATH inside that
+ * filesystem ("/boot/grub" -> "/dev/sda1", "/grub"; REST points into a
+ * buffer of LEN bytes given by the caller). Returns the device (borrowed
+ * from INS) or NULL if PATH is not absolute or REST does not fit. */
+const char *dk_inspect_resolve(const struct dk_inspect *ins, const char *path,
+                               char *rest, size_t len);
+/* Last error message of guest-level calls (inspect). */
+const char *dk_guest_errmsg(const struct dk_guest *g);
+
+/* ---- filesystems ---- */
+
+#define DK_FS_RDWR   0x1u   /* open read-write (the disk image must be
+                               opened with DK_OPEN_RDWR) */
+#define DK_FS_FORCE  0x2u   /* open read-write even when the journal needs
+                               recovery (the journal is NOT replayed) */
+
+/* Opens the ext2/3/4 filesystem on DEVICE ("/dev/sda1"), or with DEVICE
+ * NULL the inspected OS root, else the only readable filesystem. Read-only
+ * opens read the filesystem as it is (an unreplayed journal is ignored);
+ * DK_FS_RDWR refuses a filesystem whose journal needs recovery (unless
+ * DK_FS_FORCE), one with errors, or with unknown incompatible features.
+ * Returns a handle (caller closes) or NULL with ERR filled. */
+struct dk_fs *dk_fs_open(struct dk_guest *g, const char *device, unsigned flags,
+                         struct dk_error *err);
+/* Writes back everything (bitmaps, group descriptors, superblock with
+ * free counts) and frees the handle. Returns 0 or the first error met
+ * while flushing; the handle is freed in every case. */
+int dk_fs_close(struct dk_fs *fs);
+/* Flushes pending metadata to the image (and the image to its file). */
+int dk_fs_sync(struct dk_fs *fs);
+const char *dk_fs_errmsg(const struct dk_fs *fs);
+const char *dk_fs_device(const struct dk_fs *fs);  /* "/dev/sda1" (borrowed) */
+const char *dk_fs_type(const struct dk_fs *fs);    /* "ext4" (static) */
+int dk_fs_read_only(const struct dk_fs *fs);
+
+struct dk_stat {
+    uint64_t ino;
+    uint32_t mode;          /* S_IFMT type bits and permissions */
+    uint32_t nlink;
+    uint32_t uid, gid;
+    uint64_t size;
+    uint64_t blocks;        /* 512-byte units allocated (like st_blocks) */
+    uint32_t blksize;       /* filesystem block size */
+    uint64_t rdev;          /* makedev(major, minor) for device nodes */
+    int64_t atime, mtime, ctime, crtime;     /* seconds since the epoch */
+    uint32_t atime_ns, mtime_ns, ctime_ns, crtime_ns;
+};
+struct dk_statvfs {
+    uint64_t bsize;         /* block size */
+    uint64_t blocks, bfree, bavail;   /* in bsize units */
+    uint64_t files, ffree;
+    uint32_t namemax;
+};
+int dk_fs_statfs(struct dk_fs *fs, struct dk_statvfs *st);
+
+/* The inode number of the root directory (2 for ext2/3/4). */
+uint64_t dk_fs_root_ino(const struct dk_fs *fs);
+/* Path lookup: the inode at absolute PATH. With FOLLOW a final symlink is
+ * followed (intermediate ones always are; at most 40 links, else -ELOOP).
+ * -ENOENT, -ENOTDIR, -ENAMETOOLONG as the kernel would. */
+int dk_fs_lookup_path(struct dk_fs *fs, const char *path, int follow, uint64_t *ino);
+/* One directory entry NAME in directory DIR (no symlink following). */
+int dk_fs_lookup(struct dk_fs *fs, uint64_t dir, const char *name, uint64_t *ino);
+
+int dk_fs_stat(struct dk_fs *fs, const char *path, struct dk_stat *st);   /* follows */
+int dk_fs_lstat(struct dk_fs *fs, const char *path, struct dk_stat *st);  /* does not */
+int dk_fs_stat_ino(struct dk_fs *fs, uint64_t ino, struct dk_stat *st);
+
+/* Reads a symlink's target into BUF (LEN bytes, NUL-terminated, truncated
+ * if longer). Returns the full target length, or -EINVAL if not a link. */
+ssize_t dk_fs_readlink(struct dk_fs *fs, const char *path, char *buf, size_t len);
+ssize_t dk_fs_readlink_ino(struct dk_fs *fs, uint64_t ino, char *buf, size_t len);
+
+/* Directory listing. FN is called once per entry except "." and ".."
+ * with the name (NUL-terminated, borrowed for the call), the inode and a
+ * DT_* type (DT_UNKNOWN when the filesystem does not record it). A
+ * non-zero return from FN stops the walk and is returned. FN must not call
+ * back into the same dk_fs (the handle is locked during the walk). */
+typedef int (*dk_dirent_fn)(void *opaque, const char *name, uint64_t ino,
+                            unsigned type);
+int dk_fs_readdir(struct dk_fs *fs, const char *path, dk_dirent_fn fn, void *opaque);
+int dk_fs_readdir_ino(struct dk_fs *fs, uint64_t ino, dk_dirent_fn fn, void *opaque);
+
+/* Files. Open flags: */
+#define DK_O_WRITE   0x01u  /* writable handle (needs DK_FS_RDWR) */
+#define DK_O_CREAT   0x02u  /* create if missing, with MODE's permissions */
+#define DK_O_EXCL    0x04u  /* with CREAT: fail with -EEXIST if present */
+#define DK_O_TRUNC   0x08u  /* truncate to 0 (needs WRITE) */
+/* Opens the regular file at PATH (symlinks followed). Returns 0 and *OUT
+ * (close with dk_fsfile_close) or -errno (-EISDIR for a directory). */
+int dk_fsfile_open(struct dk_fs *fs, const char *path, unsigned flags, uint32_t mode,
+                   struct dk_fsfile **out);
+int dk_fsfile_open_ino(struct dk_fs *fs, uint64_t ino, unsigned flags,
+                       struct dk_fsfile **out);
+/* Reads up to LEN bytes at OFF; returns the count (0 at end of file). */
+ssize_t dk_fsfile_pread(struct dk_fsfile *f, void *buf, size_t len, uint64_t off);
+/* Writes LEN bytes at OFF (extending the file); returns LEN or -errno. */
+ssize_t dk_fsfile_pwrite(struct dk_fsfile *f, const void *buf, size_t len, uint64_t off);
+int dk_fsfile_truncate(struct dk_fsfile *f, uint64_t size);
+int dk_fsfile_fstat(struct dk_fsfile *f, struct dk_stat *st);
+int dk_fsfile_fsync(struct dk_fsfile *f);
+uint64_t dk_fsfile_ino(const struct dk_fsfile *f);
+/* Frees the handle; returns 0 or the error of writing the inode back. */
+int dk_fsfile_close(struct dk_fsfile *f);
+
+/* Convenience: creates or replaces the file at PATH with LEN bytes of BUF
+ * (mode MODE when created). */
+int dk_fs_write_file(struct dk_fs *fs, const char *path, const void *buf,
+                     size_t len, uint32_t mode);
+
+/* Changes (all need DK_FS_RDWR, else -EROFS). New inodes get the caller's
+ * UID/GID given to dk_fs_set_owner (default 0/0). Times are set to now. */
+void dk_fs_set_owner(struct dk_fs *fs, uint32_t uid, uint32_t gid);
+int dk_fs_mkdir(struct dk_fs *fs, const char *path, uint32_t mode);
+int dk_fs_rmdir(struct dk_fs *fs, const char *path);        /* -ENOTEMPTY */
+int dk_fs_unlink(struct dk_fs *fs, const char *path);       /* not dirs */
+/* Renames like rename(2): replaces an existing target of the same kind
+ * (an empty directory for a directory), -EINVAL when moving a directory
+ * under itself. */
+int dk_fs_rename(struct dk_fs *fs, const char *from, const char *to);
+int dk_fs_symlink(struct dk_fs *fs, const char *target, const char *linkpath);
+int dk_fs_link(struct dk_fs *fs, const char *existing, const char *newpath);
+/* Creates a FIFO, socket or device node (MODE's type bits), RDEV for
+ * devices as makedev(). */
+int dk_fs_mknod(struct dk_fs *fs, const char *path, uint32_t mode, uint64_t rdev);
+int dk_fs_chmod(struct dk_fs *fs, const char *path, uint32_t mode);
+/* UID or GID (uint32_t)-1 leaves that one unchanged. Like lchown(2): a
+ * final symlink is changed itself, not followed (chmod follows it). */
+int dk_fs_chown(struct dk_fs *fs, const char *path, uint32_t uid, uint32_t gid);
+/* Sets atime (TS[0]) and mtime (TS[1]) like utimensat(2): tv_nsec
+ * UTIME_NOW or UTIME_OMIT are honoured; TS NULL means both now. Does not
+ * follow a final symlink. */
+struct timespec;
+int dk_fs_utimens(struct dk_fs *fs, const char *path, const struct timespec ts[2]);
+int dk_fs_truncate(struct dk_fs *fs, const char *path, uint64_t size);
 
 #ifdef __cplusplus
 }

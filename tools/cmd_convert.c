@@ -179,8 +179,11 @@ struct output {
 
 static bool multi_file(const char *fmt, const struct dk_opts *opts)
 {
-    const char *sub = dk_opts_get(opts, "subformat");
-    return !strcmp(fmt, "vmdk") && sub && (strstr(sub, "Flat") || strstr(sub, "twoGb"));
+    /* Every VMDK names its files: flat/split descriptors their extents, and
+     * the embedded descriptor of monolithicSparse/streamOptimized the file
+     * itself (libvmdk and VMware open that name), so no temporary name. */
+    (void)opts;
+    return !strcmp(fmt, "vmdk");
 }
 
 /* Picks the path to create: a fresh hidden name next to the final one. */
@@ -377,12 +380,20 @@ static struct dk_image *open_output(struct convert_cmd *c, struct output *o)
     return dst;
 }
 
+static bool stream_vmdk(struct dk_image *dst, const struct dk_opts *opts)
+{
+    const char *sub = dk_opts_get(opts, "subformat");
+    return !strcmp(dk_image_format(dst), "vmdk") && sub && !strcmp(sub, "streamOptimized");
+}
+
 static int copy(struct convert_cmd *c, struct dk_image **src, size_t n, struct dk_image *dst)
 {
     struct dk_copy_args a = {
         .src = src, .nsrc = n, .dst = dst,
         .dst_backing = c->backing ? dk_image_backing(dst) : NULL,
-        .flags = (c->compress ? DK_COPY_COMPRESS : 0) |
+        /* A streamOptimized VMDK is always compressed: let the engine
+         * compress its grains on the worker threads even without -c. */
+        .flags = (c->compress || stream_vmdk(dst, c->opts) ? DK_COPY_COMPRESS : 0) |
                  (!c->no_create || c->target_zero_opt ? DK_COPY_TARGET_ZERO : 0) |
                  (c->out_of_order ? DK_COPY_OUT_OF_ORDER : 0) |
                  (c->sparse_given && c->sparse == 0 ? DK_COPY_NO_SPARSE : 0),

@@ -17,6 +17,18 @@ struct command {
 
 /* Image commands (qemu-img compatible), then guest commands (virt-*). */
 /* One line per command: add yours here and its prototype above the table. */
+int cmd_list_partitions(int argc, char **argv);
+int cmd_list_filesystems(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_df(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_copy_out(int argc, char **argv);
+int cmd_copy_in(int argc, char **argv);
+int cmd_write(int argc, char **argv);
+int cmd_mkdir(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_shell(int argc, char **argv);
 
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -31,6 +43,18 @@ static const struct command commands[] = {
     { "map", cmd_map, "show the allocation map of an image" },
     { "compare", cmd_compare, "compare the contents of two images" },
     { "version", NULL, "print the version" },
+    { "list-partitions", cmd_list_partitions, "list the guest's partitions" },
+    { "list-filesystems", cmd_list_filesystems, "list the guest's filesystems" },
+    { "inspect", cmd_inspect, "describe the guest's operating system" },
+    { "df", cmd_df, "show free space on the guest's filesystems" },
+    { "ls", cmd_ls, "list a guest directory" },
+    { "cat", cmd_cat, "print guest files" },
+    { "copy-out", cmd_copy_out, "copy files out of the guest" },
+    { "copy-in", cmd_copy_in, "copy files into the guest" },
+    { "write", cmd_write, "write stdin to a guest file" },
+    { "mkdir", cmd_mkdir, "create guest directories" },
+    { "rm", cmd_rm, "remove guest files" },
+    { "shell", cmd_shell, "guestfish-like shell over the guest" },
 };
 
 const char *tool_cmd = "diskkit";
