@@ -135,7 +135,7 @@ expect_err "$DK" copy-out "$T/mbr.img" /etc "$T/nodir" >/dev/null
 expect_err "$DK" cat "$T/nonexistent.img" /x >/dev/null
 # write commands refuse a probed raw image (contract: needs -f raw)
 cp "$T/mbr.img" "$T/ro.img"
-expect_err "$DK" mkdir "$T/ro.img" /newdir | grep -q 'probed as raw' || fail "probed raw write"
+expect_err "$DK" mkdir "$T/ro.img" /newdir | grep -q 'explicit -f raw' || fail "probed raw write"
 cmp -s "$T/mbr.img" "$T/ro.img" || fail "failed write changed the image"
 
 # A filesystem diskkit cannot read, on a whole disk (no partition table).
