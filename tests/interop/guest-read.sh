@@ -62,7 +62,10 @@ check_image() {   # IMAGE SCHEME: every read command against the known tree
     [[ "$out" == "drwxr-x--x "* ]] || fail "ls -l mode: $out"
     expect_eq "$("$DK" ls -R "$img" /a | tail -1)" /a/b/c/d/e/f/g/h/deep.txt "ls -R"
     expect_eq "$("$DK" ls -R "$img" / | wc -l)" \
-              "$(cd "$T/roottree" && find . -mindepth 1 | wc -l | awk '{print $1 + 1}')" "ls -R count (+lost+found)"
+              "$(cd "$T/roottree" && find . -mindepth 1 | wc -l | awk '{print $1 + 1 + 4}')" \
+              "ls -R count (+lost+found, +4 entries of the /boot filesystem)"
+    "$DK" ls -R "$img" / | grep -qx /boot/grub/grub.cfg || fail "ls -R enters /boot mount"
+    "$DK" ls -R -m /dev/sda2 "$img" / | grep -q '^/boot/' && fail "ls -R -m stays on one fs"
     # df
     out=$("$DK" df "$img") || fail df
     expect_eq "$(printf '%s\n' "$out" | wc -l)" 4 "df lines"
