@@ -347,6 +347,34 @@ int dk_compare(struct dk_image *a, struct dk_image *b, unsigned flags,
                uint64_t *mismatch, dk_progress_fn progress, void *opaque,
                struct dk_error *err);
 
+/* ------------------------------------------------ rebase/commit --- */
+/* Chain operations (lib/chain.c), used by `diskkit rebase` and `commit`.
+ * Both need IMG opened with DK_OPEN_RDWR and its current backing chain. */
+
+/* dk_open flag: open the first backing layer read-write as well (commit
+ * writes into it). Layers further down stay read-only. */
+#define DK_OPEN_BACKING_RW      0x0080u
+
+/* Safe rebase: makes IMG read the same through NEW_BACKING (or through no
+ * backing file when NEW_BACKING is NULL) as it reads now through its old
+ * chain. Every range unallocated in IMG's top layer whose content differs
+ * between the old chain and NEW_BACKING (zeros past its end) is copied from
+ * the old chain into IMG; ranges allocated in IMG are left alone. Then the
+ * header records NAME/FMT (dk_set_backing; NAME NULL or "" detaches).
+ * NEW_BACKING is borrowed. IMG keeps reading through its old chain until it
+ * is reopened. Returns 0 or -errno (message on IMG). */
+int dk_rebase(struct dk_image *img, struct dk_image *new_backing, const char *name,
+              const char *fmt, dk_progress_fn progress, void *opaque);
+
+/* Commit: writes every range allocated in IMG's top layer into its backing
+ * image, which must have been opened writable (DK_OPEN_BACKING_RW); grows
+ * the backing image when IMG is larger (never shrinks it). Unless
+ * DK_COMMIT_KEEP is given, IMG's top layer is then emptied (all its
+ * clusters unallocated, reads fall through to the backing). Returns 0 or
+ * -errno (message on IMG). */
+#define DK_COMMIT_KEEP 0x1u
+int dk_commit(struct dk_image *img, unsigned flags, dk_progress_fn progress, void *opaque);
+
 /* ---------------------------------------------------- guest filesystems --- */
 /* The guest layer: partitions (MBR, extended/logical, GPT), filesystem
  * detection, ext2/3/4 read-write access through libext2fs, and OS

@@ -150,6 +150,9 @@ static int open_backing(struct dk_image *img, const struct dk_open_opts *o,
         return dk_error_set(err, -ENOMEM, "out of memory");
     unsigned flags = (img->flags & (DK_OPEN_ALLOW_EXTERNAL | DK_OPEN_FORCE_SHARE |
                                     DK_OPEN_NO_LOCK)) | DK_OPEN_BACKING_RO;
+    /* commit writes into the first backing layer (DK_OPEN_BACKING_RW). */
+    if (img->depth == 0 && (img->flags & DK_OPEN_BACKING_RW))
+        flags = (flags & ~DK_OPEN_BACKING_RO & ~DK_OPEN_FORCE_SHARE) | DK_OPEN_RDWR;
     struct dk_error sub = { 0 };
     int r = open_layer(&img->backing, path, fmt, flags, o, img->depth + 1, chain, &sub);
     if (r < 0) {
@@ -283,6 +286,11 @@ int dk_pread(struct dk_image *img, void *buf, size_t len, uint64_t off)
         return r;
     uint8_t *p = buf;
     pthread_mutex_lock(&img->lock);
+    if ((img->drv->features & DK_DRV_DIRECT_READ) && !img->backing) {
+        r = img->drv->read(img, buf, len, off);
+        pthread_mutex_unlock(&img->lock);
+        return r;
+    }
     while (len) {
         struct dk_extent ext;
         r = layer_status(img, off, len, &ext);

@@ -10,7 +10,8 @@
  *  2. Callbacks run with img->lock held, so a driver needs no locking of
  *     its own unless it sets DK_DRV_THREADSAFE_READ.
  *  3. drv->read is only called for ranges that drv->block_status reported
- *     as DK_BS_DATA (allocated, not zero) in this layer; unallocated
+ *     as DK_BS_DATA (allocated, not zero) in this layer (any range for a
+ *     driver with DK_DRV_DIRECT_READ and no backing); unallocated
  *     ranges are read from the backing chain by the core.
  *
  * SPDX-License-Identifier: MIT
@@ -131,6 +132,10 @@ int dk_path_check_inside(const char *base, const char *name, struct dk_error *er
 #define DK_DRV_COMPRESSION  0x04u
 #define DK_DRV_ENCRYPTION   0x08u
 #define DK_DRV_THREADSAFE_READ 0x10u
+/* drv->read may be called for any range: unallocated ranges read as zeros
+ * and the format never has a backing file (raw). dk_pread then skips the
+ * per-request block status walk. */
+#define DK_DRV_DIRECT_READ  0x20u
 
 /* What a driver create callback gets (already validated by the core:
  * option keys are known to the driver's create_opts table). */

@@ -14,6 +14,8 @@
 static const struct dk_driver *const drivers[] = {
     &dk_drv_raw,
     &dk_drv_qcow2,
+    &dk_drv_vmdk,
+    &dk_drv_vdi,
 };
 
 static const char *names[DK_ARRAY_SIZE(drivers) + 1];

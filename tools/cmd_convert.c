@@ -65,7 +65,7 @@ static void usage(FILE *f)
         "  --target-is-zero  with -n: the existing target reads as zeros\n"
         "  -B BACKING        make OUTPUT an overlay of BACKING, writing only what\n"
         "                    differs from it;  -F FMT  the backing file's format\n"
-        "  -m N              parallel workers (default 8, capped by CPUs)\n"
+        "  -m N              parallel workers, 1-16 (default: CPUs + 2, 4 to 8)\n"
         "  -W                allow out-of-order writes\n"
         "  -l SNAPSHOT       read internal snapshot (ID, NAME, snapshot.id=ID or\n"
         "                    snapshot.name=NAME) of the single input\n"
@@ -155,8 +155,6 @@ static int parse(struct convert_cmd *c, int argc, char **argv)
     }
     if (c->quiet)
         c->prog.enabled = false;
-    if (argc - optind < 2)
-        return tool_fail("expected INPUT... OUTPUT; see 'diskkit convert --help'");
     if (c->target_zero_opt && !c->no_create)
         return tool_fail("--target-is-zero requires use of -n flag");
     if (c->backing && c->no_create)
@@ -181,8 +179,11 @@ struct output {
 
 static bool multi_file(const char *fmt, const struct dk_opts *opts)
 {
-    const char *sub = dk_opts_get(opts, "subformat");
-    return !strcmp(fmt, "vmdk") && sub && (strstr(sub, "Flat") || strstr(sub, "twoGb"));
+    /* Every VMDK names its files: flat/split descriptors their extents, and
+     * the embedded descriptor of monolithicSparse/streamOptimized the file
+     * itself (libvmdk and VMware open that name), so no temporary name. */
+    (void)opts;
+    return !strcmp(fmt, "vmdk");
 }
 
 /* Picks the path to create: a fresh hidden name next to the final one. */
@@ -282,6 +283,23 @@ static int open_inputs(struct convert_cmd *c, char **names, size_t n, struct dk_
     return 0;
 }
 
+/* Refuses an OUTPUT that is one of the inputs or of their backing files:
+ * replacing it would destroy data the copy still reads (-n would write
+ * into it while reading it). */
+static int check_not_input(struct dk_image **src, size_t n, const char *final)
+{
+    struct stat out, in;
+    if (stat(final, &out) < 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        for (struct dk_image *l = src[i]; l; l = dk_image_backing(l))
+            if (stat(dk_image_filename(l), &in) == 0 && in.st_dev == out.st_dev &&
+                in.st_ino == out.st_ino)
+                return tool_fail("the output '%s' is also an input image (or a backing "
+                                 "file of one)", final);
+    return 0;
+}
+
 static bool format_has_opt(const char *fmt, const char *name)
 {
     for (const struct dk_optdesc *d = dk_create_options(fmt); d && d->name; d++)
@@ -348,14 +366,9 @@ static int create_output(struct convert_cmd *c, struct output *o, uint64_t total
 
 static struct dk_image *open_output(struct convert_cmd *c, struct output *o)
 {
-    const char *fmt = c->out_fmt;
-    if (c->no_create && !c->out_fmt_given) {
-        struct dk_error e = { 0 };
-        if (dk_probe(o->path, &fmt, &e) < 0) {
-            tool_error("%s", e.msg);
-            return NULL;
-        }
-    }
+    /* -n without -O: probe the target; a probed raw image opens read-only
+     * (INTERFACE.md), so writing into it needs an explicit -O raw. */
+    const char *fmt = c->no_create && !c->out_fmt_given ? NULL : c->out_fmt;
     struct dk_open_opts oo = { .format = fmt, .flags = DK_OPEN_RDWR |
         (c->tc.allow_external ? DK_OPEN_ALLOW_EXTERNAL : 0) };
     tool_secret_for(&c->tc, dk_opts_get(c->opts, "encrypt.key-secret"), &oo.secret,
@@ -367,12 +380,20 @@ static struct dk_image *open_output(struct convert_cmd *c, struct output *o)
     return dst;
 }
 
+static bool stream_vmdk(struct dk_image *dst, const struct dk_opts *opts)
+{
+    const char *sub = dk_opts_get(opts, "subformat");
+    return !strcmp(dk_image_format(dst), "vmdk") && sub && !strcmp(sub, "streamOptimized");
+}
+
 static int copy(struct convert_cmd *c, struct dk_image **src, size_t n, struct dk_image *dst)
 {
     struct dk_copy_args a = {
         .src = src, .nsrc = n, .dst = dst,
         .dst_backing = c->backing ? dk_image_backing(dst) : NULL,
-        .flags = (c->compress ? DK_COPY_COMPRESS : 0) |
+        /* A streamOptimized VMDK is always compressed: let the engine
+         * compress its grains on the worker threads even without -c. */
+        .flags = (c->compress || stream_vmdk(dst, c->opts) ? DK_COPY_COMPRESS : 0) |
                  (!c->no_create || c->target_zero_opt ? DK_COPY_TARGET_ZERO : 0) |
                  (c->out_of_order ? DK_COPY_OUT_OF_ORDER : 0) |
                  (c->sparse_given && c->sparse == 0 ? DK_COPY_NO_SPARSE : 0),
@@ -397,6 +418,8 @@ static int run(struct convert_cmd *c, char **names, size_t n, struct output *o)
     struct dk_image *dst = NULL;
     uint64_t total = 0;
     int rc = src ? open_inputs(c, names, n, src, &total) : tool_fail("out of memory");
+    if (rc == 0)
+        rc = check_not_input(src, n, o->final);
     if (rc == 0 && c->no_create) {
         o->path = strdup(o->final);
         o->in_place = true;
@@ -432,6 +455,8 @@ int cmd_convert(int argc, char **argv)
         rc = tool_fail("Unknown file format '%s'", c.out_fmt);
     if (rc == 0 && tool_opts_want_help(c.opts))
         rc = tool_print_create_help(c.out_fmt) ? 1 : -1;
+    if (rc == 0 && argc - optind < 2)
+        rc = tool_fail("expected INPUT... OUTPUT; see 'diskkit convert --help'");
     if (rc == 0) {
         o.final = argv[argc - 1];
         rc = run(&c, argv + optind, (size_t)(argc - optind - 1), &o);

@@ -32,21 +32,79 @@ static void usage(FILE *f)
         "                  secret for encrypt.key-secret=ID\n");
 }
 
+/* qemu-img prints the options in the order of its merged option lists and
+ * adds the defaults that have a default string; "=" marks such a default.
+ * Formats not listed here print in their driver table's order. */
+struct fmt_order { const char *fmt; const char *const *keys; };
+static const char *const qcow2_order[] = {
+    "encrypt.format", "encrypt.key-secret", "encrypt.cipher-alg", "encrypt.cipher-mode",
+    "encrypt.ivgen-alg", "encrypt.ivgen-hash-alg", "encrypt.hash-alg", "encrypt.iter-time",
+    "cluster_size=65536", "extended_l2=off", "preallocation", "compression_type=zlib",
+    "size", "compat", "backing_file", "backing_fmt", "data_file", "data_file_raw",
+    "lazy_refcounts=off", "refcount_bits=16", NULL };
+static const char *const vmdk_order[] = {
+    "size", "adapter_type", "backing_file", "compat6=off", "hwversion=undefined",
+    "toolsversion", "subformat", "zeroed_grain", NULL };
+static const char *const vdi_order[] = { "size", "static=off", NULL };
+static const char *const raw_order[] = { "size", "preallocation", NULL };
+static const struct fmt_order orders[] = {
+    { "qcow2", qcow2_order }, { "vmdk", vmdk_order }, { "vdi", vdi_order },
+    { "raw", raw_order },
+};
+
+static bool is_size_opt(const char *fmt, const char *key)
+{
+    for (const struct dk_optdesc *d = dk_create_options(fmt); d && d->name; d++)
+        if (!strcmp(d->name, key))
+            return d->type == DK_OPT_SIZE;
+    return false;
+}
+
+/* Prints " key=value" (sizes normalised to bytes, as qemu-img does). */
+static void print_opt(const char *fmt, const char *key, const char *val, uint64_t size)
+{
+    uint64_t n;
+    if (!strcmp(key, "size"))
+        printf(" size=%llu", (unsigned long long)size);
+    else if (is_size_opt(fmt, key) && dk_parse_size(val, &n) == 0)
+        printf(" %s=%llu", key, (unsigned long long)n);
+    else
+        printf(" %s=%s", key, val);
+}
+
+static bool in_order(const char *const *order, const char *key)
+{
+    for (; order && *order; order++)
+        if (!strncmp(*order, key, strlen(key)) &&
+            ((*order)[strlen(key)] == '\0' || (*order)[strlen(key)] == '='))
+            return true;
+    return false;
+}
+
 /* Prints the "Formatting ..." line the way qemu-img does. */
 static void print_formatting(const char *file, const char *fmt, uint64_t size,
                              const struct dk_opts *opts)
 {
-    const struct dk_optdesc *d = dk_create_options(fmt);
+    const char *const *order = NULL;
+    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++)
+        if (!strcmp(orders[i].fmt, fmt))
+            order = orders[i].keys;
     printf("Formatting '%s', fmt=%s", file, fmt);
-    for (; d && d->name; d++) {
-        const char *v = dk_opts_get(opts, d->name);
-        if (!strcmp(d->name, "size"))
-            printf(" size=%llu", (unsigned long long)size);
-        else if (v)
-            printf(" %s=%s", d->name, v);
-        else if (d->def && strcmp(d->name, "preallocation") && strncmp(d->name, "encrypt.", 8))
-            printf(" %s=%s", d->name, d->def);
+    for (const char *const *o = order; o && *o; o++) {
+        char key[64];
+        const char *eq = strchr(*o, '=');
+        snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - *o) : (int)strlen(*o), *o);
+        const char *v = dk_opts_get(opts, key);
+        if (v || !strcmp(key, "size") || eq)
+            print_opt(fmt, key, v ? v : eq ? eq + 1 : "", size);
     }
+    /* Unknown order: the driver table's; then anything not printed yet. */
+    for (const struct dk_optdesc *d = dk_create_options(fmt); !order && d && d->name; d++)
+        if (!strcmp(d->name, "size") || dk_opts_get(opts, d->name))
+            print_opt(fmt, d->name, dk_opts_get(opts, d->name), size);
+    for (size_t i = 0; order && i < dk_opts_count(opts); i++)
+        if (!in_order(order, dk_opts_key(opts, i)))
+            print_opt(fmt, dk_opts_key(opts, i), dk_opts_value(opts, i), size);
     putchar('\n');
     fflush(stdout);
 }
@@ -122,6 +180,29 @@ static int settle_options(struct create_cmd *c, int argc, char **argv, uint64_t 
     return 0;
 }
 
+/* The size an overlay without SIZE gets (its backing file's), for the
+ * "Formatting" line; 0 when the backing file cannot be opened (dk_create
+ * then reports why). */
+static uint64_t backing_size(const struct create_cmd *c, const char *file)
+{
+    const char *bf = dk_opts_get(c->opts, "backing_file");
+    const char *bfmt = dk_opts_get(c->opts, "backing_fmt");
+    if (!bf || !bfmt || c->unsafe)
+        return 0;
+    char path[4096];
+    const char *slash = strrchr(file, '/');
+    if (bf[0] == '/' || !slash)
+        snprintf(path, sizeof(path), "%s", bf);
+    else
+        snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - file), file, bf);
+    struct dk_open_opts o = { .format = bfmt, .flags = DK_OPEN_FORCE_SHARE | DK_OPEN_NO_BACKING };
+    struct dk_error e = { 0 };
+    struct dk_image *b = dk_open(path, &o, &e);
+    uint64_t size = b ? dk_image_size(b) : 0;
+    dk_close(b);
+    return size;
+}
+
 int cmd_create(int argc, char **argv)
 {
     struct create_cmd c = { .fmt = "raw" };
@@ -144,8 +225,9 @@ int cmd_create(int argc, char **argv)
     uint64_t size;
     if ((rc = settle_options(&c, argc, argv, &size)) != 0)
         goto out;
-    if (!c.quiet)
-        print_formatting(file, c.fmt, size, c.opts);
+    uint64_t shown = size ? size : backing_size(&c, file);
+    if (!c.quiet && (size || shown || c.unsafe))
+        print_formatting(file, c.fmt, shown, c.opts);
     struct dk_create_args a = {
         .filename = file, .format = c.fmt, .size = size, .opts = c.opts,
         .flags = (c.unsafe ? DK_CREATE_NO_BACKING_CHECK : 0) |

@@ -17,6 +17,14 @@ struct command {
 
 /* Image commands (qemu-img compatible), then guest commands (virt-*). */
 /* One line per command: add yours here and its prototype above the table. */
+int cmd_check(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
+int cmd_dd(int argc, char **argv);
 int cmd_list_partitions(int argc, char **argv);
 int cmd_list_filesystems(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
@@ -43,6 +51,14 @@ static const struct command commands[] = {
     { "map", cmd_map, "show the allocation map of an image" },
     { "compare", cmd_compare, "compare the contents of two images" },
     { "version", NULL, "print the version" },
+    { "check", cmd_check, "check (and repair) an image's metadata" },
+    { "resize", cmd_resize, "change the virtual size of an image" },
+    { "snapshot", cmd_snapshot, "list, create, apply or delete internal snapshots" },
+    { "amend", cmd_amend, "change format options of an image in place" },
+    { "rebase", cmd_rebase, "change the backing file of an image" },
+    { "commit", cmd_commit, "write an overlay's data into its backing image" },
+    { "measure", cmd_measure, "compute the size an image of a format needs" },
+    { "dd", cmd_dd, "copy part of an image into a new image, dd style" },
     { "list-partitions", cmd_list_partitions, "list the guest's partitions" },
     { "list-filesystems", cmd_list_filesystems, "list the guest's filesystems" },
     { "inspect", cmd_inspect, "describe the guest's operating system" },

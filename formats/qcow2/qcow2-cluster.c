@@ -59,18 +59,6 @@ static int check_host(struct dk_image *img, uint64_t e, uint64_t guest)
 
 /* ------------------------------------------------------------ L2 access */
 
-static int write_l1_entry(struct dk_image *img, uint64_t i)
-{
-    struct qcow2_state *s = img->priv;
-    int r = qcow2_check_overlap(img, s->l1_offset + 8 * i, 8, QCOW2_OL_ALL & ~QCOW2_OL_L1);
-    if (r < 0)
-        return r;
-    uint8_t be[8];
-    dk_put_be64(be, s->l1[i]);
-    r = dk_file_pwrite(img->file, be, 8, s->l1_offset + 8 * i);
-    return r < 0 ? dk_set_error(img, r, "qcow2: writing L1 table: %s", strerror(-r)) : 0;
-}
-
 static int l2_read(struct dk_image *img, uint64_t l1e, uint64_t **l2)
 {
     struct qcow2_state *s = img->priv;
@@ -114,22 +102,54 @@ static int l2_allocate(struct dk_image *img, uint64_t i, uint64_t **out)
     }
     if (src)
         qcow2_cache_put(s->l2_cache, src);
-    if (r >= 0 && !s->lazy)
-        r = qcow2_cache_flush(img, s->rb_cache, true);
-    if (r >= 0 && (r = dk_file_pwrite(img->file, tbl, s->cluster_size, noff)) < 0)
-        dk_set_error(img, r, "qcow2: writing L2 table: %s", strerror(-r));
-    if (r >= 0 && !s->lazy && (r = dk_file_flush(img->file)) < 0)
-        dk_set_error(img, r, "qcow2: flush: %s", strerror(-r));
     if (r < 0) {
         qcow2_cache_put(s->l2_cache, tbl);
         return r;
     }
+    /* The table is written by the cache (after the refcounts), the L1
+     * entry by qcow2_flush_all after the L2 tables (invariant 4). */
+    qcow2_cache_mark_dirty(s->l2_cache, tbl);
     s->l1[i] = noff | QCOW2_OFLAG_COPIED;
-    if ((r = write_l1_entry(img, i)) < 0 || (r = qcow2_free_later(img, old, old ? s->cluster_size : 0)) < 0) {
+    qcow2_l1_mark_dirty(s, i);
+    if ((r = qcow2_free_later(img, old, old ? s->cluster_size : 0)) < 0) {
         qcow2_cache_put(s->l2_cache, tbl);
         return r;
     }
     *out = tbl;
+    return 0;
+}
+
+void qcow2_l1_mark_dirty(struct qcow2_state *s, uint64_t i)
+{
+    if (!s->l1_dirty_hi) {
+        s->l1_dirty_lo = i;
+        s->l1_dirty_hi = i + 1;
+    } else {
+        s->l1_dirty_lo = DK_MIN(s->l1_dirty_lo, i);
+        s->l1_dirty_hi = DK_MAX(s->l1_dirty_hi, i + 1);
+    }
+}
+
+int qcow2_l1_write_back(struct dk_image *img)
+{
+    struct qcow2_state *s = img->priv;
+    if (!s->l1_dirty_hi)
+        return 0;
+    uint64_t lo = s->l1_dirty_lo, n = s->l1_dirty_hi - lo;
+    uint64_t off = s->l1_offset + 8 * lo;
+    int r = qcow2_check_overlap(img, off, 8 * n, QCOW2_OL_ALL & ~QCOW2_OL_L1);
+    if (r < 0)
+        return r;
+    uint8_t *b = malloc(8 * n);
+    if (!b)
+        return dk_set_error(img, -ENOMEM, "qcow2: out of memory");
+    for (uint64_t k = 0; k < n; k++)
+        dk_put_be64(b + 8 * k, s->l1[lo + k]);
+    r = dk_file_pwrite(img->file, b, 8 * n, off);
+    free(b);
+    if (r < 0)
+        return dk_set_error(img, r, "qcow2: writing L1 table: %s", strerror(-r));
+    s->l1_dirty_lo = s->l1_dirty_hi = 0;
     return 0;
 }
 
@@ -206,6 +226,8 @@ int qcow2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
                        struct dk_extent *ext)
 {
     struct qcow2_state *s = img->priv;
+    if (s->extl2)
+        return qcow2_ext_block_status(img, off, len, ext);
     uint64_t cs = s->cluster_size, end = off + len, pos = dk_round_down(off, cs);
     struct bs_run run = { 0, 0 };
     uint64_t first_host = 0;

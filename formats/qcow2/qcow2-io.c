@@ -56,6 +56,15 @@ static int load_compressed(struct dk_image *img, uint64_t e)
     return 0;
 }
 
+int qcow2_read_compressed(struct dk_image *img, uint64_t e, void *buf, size_t n, uint64_t off)
+{
+    struct qcow2_state *s = img->priv;
+    int r = load_compressed(img, e);
+    if (r >= 0)
+        memcpy(buf, s->zbuf + (off & (s->cluster_size - 1)), n);
+    return r;
+}
+
 /* Reads N bytes at guest OFF, all inside the cluster of entry E. */
 static int read_piece(struct dk_image *img, uint64_t e, uint8_t *buf, size_t n, uint64_t off)
 {
@@ -111,6 +120,12 @@ int qcow2_read(struct dk_image *img, void *buf, size_t len, uint64_t off)
 {
     struct qcow2_state *s = img->priv;
     uint8_t *p = buf;
+    if (s->extl2) {
+        if (s->crypt)
+            return dk_set_error(img, -ENOTSUP,
+                                "qcow2: encrypted images with extended L2 entries are not supported");
+        return qcow2_ext_read(img, buf, len, off);
+    }
     while (len) {
         uint64_t *l2;
         int r = qcow2_l2_get(img, off, false, &l2);

@@ -367,9 +367,13 @@ int qcow2_free_later(struct dk_image *img, uint64_t off, uint64_t len)
 int qcow2_flush_all(struct dk_image *img, bool sync)
 {
     struct qcow2_state *s = img->priv;
+    bool l1 = s->l1_dirty_hi != 0;
     int r = qcow2_cache_flush(img, s->rb_cache, !s->lazy);
     if (r >= 0)
-        r = qcow2_cache_flush(img, s->l2_cache, !s->lazy || (sync && s->n_pending));
+        r = qcow2_cache_flush(img, s->l2_cache, !s->lazy && l1);
+    if (r >= 0 && l1 && (r = qcow2_l1_write_back(img)) >= 0 && !s->lazy && s->n_pending &&
+        (r = dk_file_flush(img->file)) < 0)
+        dk_set_error(img, r, "qcow2: flush: %s", strerror(-r));
     for (size_t i = 0; r >= 0 && i < s->n_pending; i++)
         r = qcow2_update_refcount(img, s->pending[i].off, s->pending[i].len, -1);
     if (r < 0)

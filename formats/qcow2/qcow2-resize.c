@@ -135,9 +135,11 @@ int qcow2_truncate(struct dk_image *img, uint64_t size, const char *prealloc, un
     if (s->encrypted && strcmp(mode, "off"))
         return dk_set_error(img, -ENOTSUP, "qcow2: preallocation=%s is not supported "
                             "with encryption", mode);
-    if (s->nb_snaps && (s->hdr.version < 3 || size < img->size))
-        return dk_set_error(img, -ENOTSUP, "qcow2: can't %s an image which has snapshots",
-                            size < img->size ? "shrink" : "resize a v2");
+    if (s->nb_snaps && s->hdr.version < 3)
+        return dk_set_error(img, -ENOTSUP, "qcow2: Can't resize a v2 image which has snapshots");
+    if (s->nb_snaps && size < img->size)
+        return dk_set_error(img, -ENOTSUP, "qcow2: shrinking an image with internal snapshots "
+                            "is not supported; delete the snapshots first");
     if (size < img->size) {
         if (!(flags & DK_RESIZE_SHRINK))
             return dk_set_error(img, -EPERM, "Use the --shrink option to perform a shrink "

@@ -94,9 +94,9 @@ int qcow2_validate_table(uint64_t off, uint64_t bytes, uint64_t cluster_size,
 #define FAIL(...) (snprintf(msg, msglen, __VA_ARGS__), -EINVAL)
 
 /* Entries of the L1 table needed for SIZE bytes (overflow-safe). */
-static uint64_t l1_needed(uint64_t size, uint32_t cluster_bits)
+static uint64_t l1_needed(uint64_t size, uint32_t cluster_bits, bool extl2)
 {
-    uint32_t shift = cluster_bits + (cluster_bits - 3);
+    uint32_t shift = cluster_bits + (cluster_bits - (extl2 ? 4 : 3));
     return (size >> shift) + ((size & ((1ull << shift) - 1)) != 0);
 }
 
@@ -107,7 +107,7 @@ static int validate_tables(const struct qcow2_header *h, uint64_t fsize,
     if (h->l1_size > QCOW2_MAX_L1_BYTES / 8)
         return FAIL("qcow2: L1 table of %u entries exceeds the %u MiB limit",
                     h->l1_size, QCOW2_MAX_L1_BYTES >> 20);
-    if (l1_needed(h->size, h->cluster_bits) > h->l1_size)
+    if (l1_needed(h->size, h->cluster_bits, h->incompatible & QCOW2_INCOMPAT_EXTL2) > h->l1_size)
         return FAIL("qcow2: L1 table of %u entries is too small for the image size %llu",
                     h->l1_size, (unsigned long long)h->size);
     int r = qcow2_validate_table(h->l1_table_offset, (uint64_t)h->l1_size * 8, cs, fsize);
@@ -169,6 +169,8 @@ int qcow2_header_validate(const struct qcow2_header *h, uint64_t fsize, char *ms
         return FAIL("qcow2: unknown encryption method %u", h->crypt_method);
     if (h->size > (uint64_t)INT64_MAX)
         return FAIL("qcow2: virtual size %llu is too large", (unsigned long long)h->size);
+    if ((h->incompatible & QCOW2_INCOMPAT_EXTL2) && h->cluster_bits < 14)
+        return FAIL("qcow2: extended L2 entries need clusters of at least 16 KiB");
     if (h->compression_type > QCOW2_COMPRESS_ZSTD)
         return FAIL("qcow2: unknown compression type %u", h->compression_type);
     if (h->compression_type && !(h->incompatible & QCOW2_INCOMPAT_COMPRESSION))
@@ -428,7 +430,8 @@ static int read_header(struct dk_image *img, uint64_t fsize, uint8_t **c0out)
 static void setup_geometry(struct qcow2_state *s)
 {
     s->v3 = s->hdr.version >= 3;
-    s->l2_bits = s->cluster_bits - 3;
+    s->extl2 = s->v3 && (s->hdr.incompatible & QCOW2_INCOMPAT_EXTL2);
+    s->l2_bits = s->cluster_bits - (s->extl2 ? 4 : 3);
     s->l2_entries = 1ull << s->l2_bits;
     s->refcount_order = s->hdr.refcount_order;
     s->rb_bits = s->cluster_bits + 3 - s->refcount_order;
@@ -459,7 +462,7 @@ static int load_l1(struct dk_image *img, uint64_t fsize)
         s->l1_size = sn->l1_size;
         if (sn->disk_size != UINT64_MAX)
             img->size = sn->disk_size;
-        if (l1_needed(img->size, s->cluster_bits) > s->l1_size)
+        if (l1_needed(img->size, s->cluster_bits, s->extl2) > s->l1_size)
             return dk_set_error(img, -EINVAL, "qcow2: snapshot '%s' L1 table is too small",
                                 img->snapshot);
         img->read_only = true;
@@ -499,6 +502,9 @@ static int check_features(struct dk_image *img)
         img->corrupt = true;
         dk_set_error(img, 0, "qcow2: image is marked corrupt; opened read-only");
     }
+    if (s->extl2 && !img->read_only)
+        return dk_set_error(img, -ENOTSUP, "qcow2: writing images with extended L2 entries "
+                            "(subclusters) is not supported; open it read-only");
     s->writable = !img->read_only;
     return 0;
 }
@@ -606,6 +612,11 @@ const struct dk_driver dk_drv_qcow2 = {
     .create = qcow2_create,
     .info = qcow2_info,
     .snapshot_list = qcow2_snapshot_list,
+    .check = qcow2_check,                       /* qcow2-check.c */
+    .snapshot_create = qcow2_snapshot_create,   /* qcow2-snapshot-ops.c */
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .amend = qcow2_amend,                       /* qcow2-amend.c */
     .compress = qcow2_compress,
     .write_compressed = qcow2_write_compressed,
     .set_backing = qcow2_set_backing,

@@ -49,7 +49,7 @@
 #define QCOW2_INCOMPAT_COMPRESSION  (1ull << 3)
 #define QCOW2_INCOMPAT_EXTL2        (1ull << 4)
 #define QCOW2_INCOMPAT_KNOWN (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | \
-                              QCOW2_INCOMPAT_COMPRESSION)
+                              QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
 #define QCOW2_COMPAT_LAZY           (1ull << 0)
 #define QCOW2_AUTOCLEAR_KNOWN       0ull   /* bitmaps/raw data file not kept up */
 
@@ -152,10 +152,12 @@ struct qcow2_state {
     uint64_t refcount_max;
     enum dk_codec codec;
     bool v3, lazy, encrypted, writable;
+    bool extl2;               /* 128-bit L2 entries: read-only support */
 
     uint64_t *l1;             /* host order */
     uint32_t l1_size;
     uint64_t l1_offset;
+    uint64_t l1_dirty_lo, l1_dirty_hi;   /* entries to write back; hi 0 = none */
     uint64_t *reftable;       /* host order */
     uint64_t reftable_size;   /* entries */
     uint64_t reftable_offset;
@@ -223,6 +225,33 @@ void qcow2_snapshots_free(struct qcow2_state *s);
 int qcow2_snapshot_find(struct qcow2_state *s, const char *id_or_name);
 int qcow2_snapshot_list(struct dk_image *img, struct dk_snapshot **out, size_t *n);
 
+/* ---------------------------------- qcow2-check.c (imgcmds helper) */
+
+int qcow2_check(struct dk_image *img, unsigned fix, struct dk_check_result *res,
+                dk_report_fn report, void *opaque);
+
+/* ---------------------------- qcow2-snapshot-ops.c (imgcmds helper) */
+
+int qcow2_snapshot_create(struct dk_image *img, const char *name);
+int qcow2_snapshot_apply(struct dk_image *img, const char *id_or_name);
+int qcow2_snapshot_delete(struct dk_image *img, const char *id_or_name);
+/* Encodes a snapshot table (caller frees *OUT). */
+int qcow2_snaptable_encode(struct dk_image *img, const struct qcow2_snapshot *snaps,
+                           uint32_t nb, uint8_t **out, uint64_t *bytes);
+
+/* ----------------------------------- qcow2-amend.c (imgcmds helper) */
+
+int qcow2_amend(struct dk_image *img, const struct dk_opts *opts);
+
+/* ---------------------------------- qcow2-switch.c (imgcmds helper) */
+
+/* Writes a new generation of metadata past the end of the file and
+ * switches to it with one header write: active tables copied from SRC
+ * (SRC_N host-order L1 entries, new L1 of L1_SIZE entries), snapshot list
+ * SNAPS (borrowed), virtual SIZE; refcounts and COPIED flags recomputed. */
+int qcow2_switch(struct dk_image *img, const uint64_t *src, uint32_t src_n, uint32_t l1_size,
+                 const struct qcow2_snapshot *snaps, uint32_t nb, uint64_t size);
+
 /* -------------------------------------------------- qcow2-cluster.c */
 
 /* Compressed descriptor fields. */
@@ -234,6 +263,10 @@ uint64_t qcow2_compressed_encode(uint64_t host_off, uint64_t nb_bytes,
  * ALLOC: create/copy-on-write it. *L2 = NULL when unallocated (!ALLOC). */
 int qcow2_l2_get(struct dk_image *img, uint64_t off, bool alloc, uint64_t **l2);
 void qcow2_l2_put(struct dk_image *img, uint64_t *l2);
+/* L1 entries changed in memory are written by qcow2_flush_all, after the
+ * L2 tables they point to. */
+void qcow2_l1_mark_dirty(struct qcow2_state *s, uint64_t i);
+int qcow2_l1_write_back(struct dk_image *img);
 int qcow2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
                        struct dk_extent *ext);
 int qcow2_read(struct dk_image *img, void *buf, size_t len, uint64_t off);
@@ -248,6 +281,15 @@ int qcow2_write_compressed(struct dk_image *img, uint64_t off, const void *cdata
 int qcow2_free_l2_entry(struct dk_image *img, uint64_t l2e);
 /* Allocates data/metadata for [OFF, OFF+LEN) (preallocation=metadata). */
 int qcow2_preallocate(struct dk_image *img, uint64_t off, uint64_t len, const char *mode);
+
+int qcow2_read_compressed(struct dk_image *img, uint64_t e, void *buf, size_t n,
+                          uint64_t off);
+
+/* --------------------------------------------------- qcow2-extl2.c */
+
+int qcow2_ext_block_status(struct dk_image *img, uint64_t off, uint64_t len,
+                           struct dk_extent *ext);
+int qcow2_ext_read(struct dk_image *img, void *buf, size_t len, uint64_t off);
 
 /* ------------------------------------------------- qcow2-refcount.c */
 

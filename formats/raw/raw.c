@@ -141,28 +141,15 @@ static int raw_create(const struct dk_create_ctx *c)
     return r;
 }
 
+/* As qemu-img: a raw file needs its whole virtual size (holes count too),
+ * rounded up to whole sectors when measured from --size. */
 static int raw_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *src,
                        struct dk_measure *out, struct dk_error *err)
 {
     (void)opts; (void)err;
-    uint64_t s = src ? dk_image_size(src) : size;
+    uint64_t s = src ? dk_image_size(src) : dk_round_up(size, 512);
     out->fully_allocated = s;
     out->required = s;
-    const char *p = dk_opts_get(opts, "preallocation");
-    if (src && (!p || !strcmp(p, "off"))) {
-        /* Only the data (non-zero) ranges need space. */
-        uint64_t need = 0;
-        for (uint64_t off = 0; off < s;) {
-            struct dk_extent e;
-            int r = dk_block_status(src, off, s - off, 0, &e);
-            if (r < 0)
-                return dk_error_set(err, r, "%s", dk_image_errmsg(src));
-            if (e.flags & DK_BS_DATA)
-                need += e.length;
-            off += e.length;
-        }
-        out->required = need;
-    }
     return 0;
 }
 
@@ -170,7 +157,7 @@ const struct dk_driver dk_drv_raw = {
     .struct_size = sizeof(struct dk_driver),
     .name = "raw",
     .state_size = 0,
-    .features = 0,
+    .features = DK_DRV_DIRECT_READ,
     .create_opts = raw_opts,
     .probe = raw_probe,
     .open = raw_open,

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# imgcmds-repair.sh - qcow2 check and repair on damaged images. Each fixture
+# is a qemu-img-made image with a few bytes changed by python3; diskkit
+# check must give qemu-img check's verdict (exit code, corruption and leak
+# counts), and after `diskkit check -r leaks|all` qemu-img check must give
+# the same verdict as after qemu-img's own repair of the same image.
+set -u
+: "${DISKKIT:?}"
+for t in qemu-img qemu-io python3; do
+    command -v $t >/dev/null || { echo "$t not installed"; exit 77; }
+done
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+qemu-img create -q -f qcow2 probe.qcow2 1M
+"$DISKKIT" check probe.qcow2 >/dev/null 2>&1 ||
+    { echo "qcow2 check not available in this build"; exit 77; }
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+cat >damage.py <<'EOF'
+# damage.py SRC KIND... - writes KIND.qcow2, a copy of SRC with one
+# qcow2 structure damaged, for each KIND (one python start: it is slow).
+import shutil, struct, sys
+def damage(path, kind):
+    global f
+    f = open(path, 'r+b')
+    try:
+        edit(kind)
+    finally:
+        f.close()
+def rd(off, n): f.seek(off); return f.read(n)
+def u64(off): return struct.unpack('>Q', rd(off, 8))[0]
+def w64(off, v): f.seek(off); f.write(struct.pack('>Q', v))
+def w16(off, v): f.seek(off); f.write(struct.pack('>H', v))
+def edit(kind):
+    cbits = struct.unpack('>I', rd(20, 4))[0]; cs = 1 << cbits
+    l1 = u64(40); reft = u64(48)
+    rb = u64(reft) & ~0x1ff                 # refcount block 0 (16-bit entries)
+    l2 = u64(l1) & 0x00fffffffffffe00       # L2 table of guest cluster 0
+    e0 = u64(l2)                            # L2 entry of guest cluster 0
+    data = e0 & 0x00fffffffffffe00
+    def rc_off(cluster): return rb + 2 * cluster
+    COPIED = 1 << 63
+    if kind == 'leak':                      # refcount too high: a leak
+        w16(rc_off(data >> cbits), 2)
+    elif kind == 'leak-free':               # a cluster past the data marked used
+        size = f.seek(0, 2); f.truncate(size + cs)
+        w16(rc_off(size >> cbits), 1)
+    elif kind == 'low':                     # refcount too low (0) for a data cluster
+        w16(rc_off(data >> cbits), 0)
+    elif kind == 'past-end':                # L2 entry pointing far past EOF
+        w64(l2 + 8, COPIED | (1 << 40))
+    elif kind == 'over-reftable':           # L2 entry on the refcount table
+        w64(l2 + 8, COPIED | reft)
+    elif kind == 'over-l1':                 # L2 entry on the L1 table
+        w64(l2 + 8, COPIED | l1)
+    elif kind == 'copied':                  # OFLAG_COPIED missing on a data cluster
+        w64(l2, e0 & ~COPIED)
+    elif kind == 'corrupt-bit':             # clean image with the corrupt bit set
+        w64(72, u64(72) | 2)
+    elif kind == 'unaligned':               # L2 entry not cluster aligned
+        w64(l2 + 8, COPIED | (data + 512))
+    else:
+        sys.exit('unknown damage ' + kind)
+for kind in sys.argv[2:]:
+    shutil.copyfile(sys.argv[1], kind + '.qcow2')
+    damage(kind + '.qcow2', kind)
+EOF
+
+jget() {     # key json: the integer value of KEY in JSON text, 0 when absent
+    local v
+    v=$(printf '%s\n' "$2" | sed -n "s/^ *\"$1\": \([0-9]*\).*/\1/p")
+    echo "${v:-0}"
+}
+counts() {   # tool image -> "exit corruptions leaks" (qemu-img or diskkit json)
+    local tool=$1 img=$2 out rc
+    if [ "$tool" = qemu ]; then out=$(qemu-img check --output json "$img" 2>/dev/null)
+    else out=$("$DISKKIT" check --output json "$img" 2>/dev/null); fi
+    rc=$?
+    echo "$rc $(jget corruptions "$out") $(jget leaks "$out")"
+}
+
+qemu-img create -q -f qcow2 pristine.qcow2 8M
+qemu-io -c 'write -P 0x5a 0 256k' -c 'write -P 0x6b 2M 64k' pristine.qcow2 >/dev/null
+
+KINDS="leak leak-free low past-end over-reftable over-l1 copied corrupt-bit unaligned"
+# shellcheck disable=SC2086
+python3 damage.py pristine.qcow2 $KINDS || { echo "damage.py failed"; exit 1; }
+for kind in $KINDS; do
+    cp $kind.qcow2 base.qcow2
+    d=$(counts diskkit base.qcow2); q=$(counts qemu base.qcow2)
+    [ "$d" = "$q" ] || fail "$kind: diskkit check '$d' vs qemu-img check '$q'"
+    cp base.qcow2 before.qcow2
+    "$DISKKIT" check base.qcow2 >/dev/null 2>&1
+    cmp -s base.qcow2 before.qcow2 || fail "$kind: check without -r modified the image"
+    for mode in leaks all; do
+        cp base.qcow2 d.qcow2; cp base.qcow2 q.qcow2
+        "$DISKKIT" check -r $mode d.qcow2 >d.out 2>&1; rd=$?
+        qemu-img check -r $mode q.qcow2 >q.out 2>&1; rq=$?
+        [ "$rd" = "$rq" ] || fail "$kind -r $mode: exit $rd vs qemu-img $rq"
+        after_d=$(counts qemu d.qcow2); after_q=$(counts qemu q.qcow2)
+        [ "$after_d" = "$after_q" ] ||
+            fail "$kind -r $mode: after repair qemu-img check says '$after_d' vs '$after_q'"
+        qemu-img compare -q d.qcow2 q.qcow2 2>/dev/null ||
+            [ "${after_q%% *}" != 0 ] || fail "$kind -r $mode: content differs from qemu's"
+        grep -q "Double checking the fixed image now" d.out ||
+            ! grep -q "Double checking" q.out || fail "$kind -r $mode: repair text missing"
+    done
+    echo "ok: $kind ($q)"
+done
+
+# The report lines are qemu-img's.
+cp leak.qcow2 base.qcow2
+"$DISKKIT" check base.qcow2 >d.out 2>&1; qemu-img check base.qcow2 >q.out 2>&1
+cmp -s d.out q.out || { fail "leak: check output differs"; diff d.out q.out; }
+cp over-reftable.qcow2 base.qcow2
+"$DISKKIT" check base.qcow2 >d.out 2>&1; qemu-img check base.qcow2 >q.out 2>&1
+cmp -s d.out q.out || { fail "over-reftable: check output differs"; diff d.out q.out; }
+# A corrupt image cannot be written until repaired.
+cp corrupt-bit.qcow2 base.qcow2
+"$DISKKIT" check -r all base.qcow2 >/dev/null 2>&1 || fail "corrupt-bit: repair failed"
+qemu-img info base.qcow2 | grep -q "corrupt: false" || fail "corrupt bit not cleared"
+[ "$fails" = 0 ] || { echo "$fails failure(s)"; exit 1; }
+echo "all qcow2 repair checks passed"
