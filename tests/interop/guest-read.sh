@@ -192,4 +192,10 @@ case " $formats " in *" qcow2 "*)
         expect_err "$DK" cat "$T/enc.qcow2" /etc/hostname | grep -q 'encrypted' || fail "no secret"
     fi ;;
 esac
+# INTERFACE.md's example: an ext4 inside a qcow2 overlay over a vmdk base.
+case " $formats " in *" qcow2 "*" vmdk "*|*" vmdk "*" qcow2 "*)
+    qemu-img convert -O vmdk "$T/mbr.img" "$T/base.vmdk"
+    qemu-img create -q -f qcow2 -b "$T/base.vmdk" -F vmdk "$T/over.qcow2"
+    check_image "$T/over.qcow2" mbr ;;
+esac
 echo "ok ($ran extra formats)"
