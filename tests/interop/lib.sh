@@ -136,6 +136,7 @@ map_same() {
 info_same() {
     local img=$1 fmt=$2
     shift 2
+    sync   # actual-size is st_blocks: let delayed allocation settle first
     "$DISKKIT" info --output=json -f "$fmt" "$@" "$img" > "$T/.dk.json"
     qemu-img info --output=json -f "$fmt" "$@" "$img" > "$T/.q.json"
     same_json_keys "$T/.dk.json" "$T/.q.json" $INFO_KEYS ||

@@ -58,6 +58,7 @@ for kind in dynamic static; do
         ok "qemu $kind: convert back is byte-identical" || fail "qemu $kind: convert back"
     dk map --output json q-$kind.vdi > dk.map; qemu-img map --output json q-$kind.vdi > q.map
     cmp -s dk.map q.map && ok "qemu $kind: map json identical" || fail "qemu $kind: map differs"
+    sync   # actual-size is st_blocks: let delayed allocation settle first
     dk info --output json q-$kind.vdi > dk.json; qemu-img info --output json q-$kind.vdi > q.json
     json_same dk.json q.json filename format virtual-size actual-size cluster-size \
         dirty-flag format-specific backing-filename encrypted &&
@@ -81,6 +82,7 @@ for kind in dynamic static; do
     dk map --output json d-$kind.vdi > dk.map; qemu-img map --output json d-$kind.vdi > q.map
     cmp -s dk.map q.map && ok "diskkit $kind: map json identical for both tools" ||
         fail "diskkit $kind: map differs"
+    sync   # actual-size is st_blocks: let delayed allocation settle first
     dk info --output json d-$kind.vdi > dk.json; qemu-img info --output json d-$kind.vdi > q.json
     json_same dk.json q.json filename format virtual-size actual-size cluster-size \
         dirty-flag format-specific && ok "diskkit $kind: info json agrees" ||
