@@ -38,7 +38,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 BINS := $(BUILD)/diskkit $(if $(FUSE_SRCS),$(BUILD)/diskkit-mount)
 
-.PHONY: all deps check check-unit check-interop asan install uninstall demo bench clean
+.PHONY: all deps bench-deps check check-unit check-interop asan install uninstall demo bench clean
 all: $(BUILD)/libdiskkit.a $(BUILD)/libdiskkit.so $(BINS) $(BUILD)/diskkit.pc
 
 $(BUILD)/obj/%.o: %.c
@@ -77,7 +77,9 @@ $(BUILD)/diskkit.pc: diskkit.pc.in Makefile
 # Debian packages needed to build and test (idempotent).
 DEPS := build-essential pkg-config zlib1g-dev libzstd-dev libssl-dev libfuse3-dev \
         fuse3 e2fsprogs libext2fs-dev comerr-dev check qemu-utils fdisk python3 \
-        libvmdk-utils python3-vmdkstream
+        libvmdk-utils python3-libvmdk python3-vmdkstream dosfstools
+# Peers the benchmarks compare against (not needed by the tests).
+BENCH_DEPS := hyperfine fuse2fs qemu-system-common time
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -86,6 +88,9 @@ deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: all installed"; fi
+
+bench-deps:
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
 
 check: all $(UNIT_BINS)
 	@BUILD=$(BUILD) tests/run-tests.sh
@@ -122,7 +127,7 @@ uninstall:
 demo: all
 	@BUILD=$(BUILD) tests/demo.sh
 
-bench: all
+bench: all bench-deps
 	@BUILD=$(BUILD) bench/run-all.sh
 
 clean:
