@@ -116,7 +116,9 @@ install: all
 	ln -sf libdiskkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libdiskkit.so.$(SOVER)
 	ln -sf libdiskkit.so.$(SOVER) $(DESTDIR)$(PREFIX)/lib/libdiskkit.so
 	install -m 644 include/diskkit.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/diskkit.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' diskkit.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/diskkit.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/diskkit.pc
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 uninstall:
