@@ -67,3 +67,17 @@ if command -v virt-cat >/dev/null 2>&1; then
     row "virt-cat (qcow2)" "virt-cat -a $T/fs.qcow2 /etc/hostname"
     row "virt-ls -R (qcow2)" "virt-ls -R -a $T/fs.qcow2 /"
 fi
+
+# One-shot writes of a 64 MiB file (fresh image copies; timed once each).
+once_ms() { local t0 t1; t0=$(date +%s%N); sh -c "$1" >/dev/null 2>&1; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+head -c 64M /dev/urandom > "$T/data64"
+cp "$T/fs.raw" "$T/w.raw"
+printf '| %s | %s |\n' "debugfs -w -R 'write' 64 MiB (raw, once)" "$(once_ms "debugfs -w -R 'write $T/data64 /w64' $T/w.raw")"
+cp "$T/fs.raw" "$T/w.raw"
+printf '| %s | %s |\n' "diskkit write 64 MiB (raw, once)" "$(once_ms "$DK write -f raw $T/w.raw /w64 < $T/data64")"
+if [ $have_qcow2 = 1 ]; then
+    cp "$T/fs.qcow2" "$T/w.qcow2"
+    printf '| %s | %s |\n' "diskkit write 64 MiB (qcow2, once)" "$(once_ms "$DK write $T/w.qcow2 /w64 < $T/data64")"
+    printf '| %s | %s |\n' "diskkit cat 64 MiB (qcow2, once)" "$(once_ms "$DK cat $T/w.qcow2 /w64")"
+fi
+printf '| %s | %s |\n' "debugfs -R 'dump' 64 MiB (raw, once)" "$(once_ms "debugfs -R 'dump /w64 $T/out64' $T/w.raw")"

@@ -446,7 +446,13 @@ static int write_run(struct worker *w, const struct chunk *c, size_t i, size_t j
         return dk_pwrite(d, w->buf + rel, (size_t)len, c->off + rel);
     for (size_t g = i; g < j; g++) {
         uint64_t gr = (uint64_t)g * st->gran;
-        int r = write_compressed(w, c->off + gr, g, (size_t)DK_MIN(st->gran, c->len - gr), gr);
+        size_t n = (size_t)DK_MIN(st->gran, c->len - gr);
+        /* Compressed clusters are whole clusters, or the image's last one:
+         * a partial cluster elsewhere (input shorter than the output) is
+         * written plainly. */
+        int r = n < st->gran && c->off + gr + n != dk_image_size(d)
+            ? dk_pwrite(d, w->buf + gr, n, c->off + gr)
+            : write_compressed(w, c->off + gr, g, n, gr);
         if (r < 0)
             return r;
     }

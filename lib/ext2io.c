@@ -14,9 +14,14 @@
  *
  * Caching: a small direct-mapped cache of filesystem blocks avoids going
  * through the image layers for the same inode-table and directory blocks
- * over and over (libext2fs re-reads them on every inode lookup). It is
- * write-through and per channel, and channels are used under their dk_fs
- * lock, so it needs no locking of its own.
+ * over and over (libext2fs re-reads them on every inode lookup), and
+ * sequential misses read RA_BLOCKS ahead. Writes invalidate cached copies
+ * and are gathered into up to WRUNS pending runs of at most WBUF_MAX
+ * bytes (a rewrite inside a run updates it in place, a write just past
+ * its end extends it); a run is written to the image before any read or
+ * partial write overlapping it, when its slot is needed, and on flush and
+ * close. Runs never overlap, so their write order does not matter. Channels are used under their dk_fs lock, so
+ * none of this needs locking of its own.
  *
  * Known gaps: discard/zeroout are not passed down (libext2fs falls back to
  * writing zeros where it needs them); no readahead.
@@ -39,6 +44,16 @@
  * this is ~4 MiB per open filesystem. */
 #define CACHE_SLOTS 1024
 #define CACHE_MAX_BLOCK 65536
+/* Sequential misses read this many blocks at once (file data is read by
+ * libext2fs one block per call). */
+#define RA_BLOCKS 32
+/* Contiguous writes are gathered up to 1 MiB before they reach the image
+ * (libext2fs writes file data one block per call; one image write per
+ * block costs a cluster update each time on qcow2). */
+#define WBUF_MAX (1u << 20)
+/* Pending runs kept at once: file data, plus the inode-table, extent and
+ * directory blocks libext2fs rewrites in between, each gather in place. */
+#define WRUNS 4
 
 struct view {
     bool used;
@@ -57,6 +72,15 @@ struct chan {
     struct struct_io_stats stats;
     uint8_t *cache;                    /* CACHE_SLOTS * block_size */
     uint64_t *tags;                    /* block number + 1, 0 = empty */
+    uint64_t next_miss;                /* block after the last miss (readahead) */
+    uint8_t *ra;                       /* RA_BLOCKS * block_size */
+    struct run {                       /* pending writes, disjoint ranges */
+        uint8_t *buf;                  /* WBUF_MAX bytes */
+        uint64_t off;                  /* offset in the view */
+        size_t len;                    /* 0 = slot free */
+        uint64_t used;                 /* last use (for replacement) */
+    } runs[WRUNS];
+    uint64_t clock;
 };
 
 static pthread_once_t et_once = PTHREAD_ONCE_INIT;
@@ -156,8 +180,39 @@ static void cache_drop(struct chan *c)
 {
     free(c->cache);
     free(c->tags);
+    free(c->ra);
     c->cache = NULL;
     c->tags = NULL;
+    c->ra = NULL;
+}
+
+static errcode_t run_flush(struct chan *c, struct run *w)
+{
+    if (w->len == 0)
+        return 0;
+    int r = dk_pwrite(c->v.img, w->buf, w->len, c->v.off + w->off);
+    c->stats.bytes_written += w->len;
+    w->len = 0;
+    return r < 0 ? EXT2_ET_SHORT_WRITE : 0;
+}
+
+/* Writes every pending run (all of them, or those overlapping OFF/LEN). */
+static errcode_t wflush_overlap(struct chan *c, uint64_t off, uint64_t len)
+{
+    errcode_t first = 0;
+    for (int i = 0; i < WRUNS; i++) {
+        struct run *w = &c->runs[i];
+        if (w->len && dk_ranges_overlap(w->off, w->len, off, len)) {
+            errcode_t e = run_flush(c, w);
+            first = first ? first : e;
+        }
+    }
+    return first;
+}
+
+static errcode_t wflush(struct chan *c)
+{
+    return wflush_overlap(c, 0, UINT64_MAX);
 }
 
 static errcode_t ch_close(io_channel ch)
@@ -167,11 +222,14 @@ static errcode_t ch_close(io_channel ch)
     if (--ch->refcount > 0)
         return 0;
     struct chan *c = ch->private_data;
+    errcode_t e = wflush(c);
     cache_drop(c);
+    for (int i = 0; i < WRUNS; i++)
+        free(c->runs[i].buf);
     free(c);
     free(ch->name);
     free(ch);
-    return 0;
+    return e;
 }
 
 static errcode_t ch_set_blksize(io_channel ch, int blksize)
@@ -181,8 +239,12 @@ static errcode_t ch_set_blksize(io_channel ch, int blksize)
     if (blksize < 512 || blksize > CACHE_MAX_BLOCK || (blksize & (blksize - 1)))
         return EXT2_ET_INVALID_ARGUMENT;
     struct chan *c = ch->private_data;
-    if (ch->block_size != blksize)
+    if (ch->block_size != blksize) {
+        errcode_t e = wflush(c);
+        if (e)
+            return e;
         cache_drop(c);
+    }
     ch->block_size = blksize;
     return 0;
 }
@@ -233,6 +295,34 @@ static void cache_invalidate(io_channel ch, struct chan *c, uint64_t off, size_t
             c->tags[b % CACHE_SLOTS] = 0;
 }
 
+/* A cache miss on BLOCK (one block into DATA): reads ahead when the
+ * previous miss was the block before. */
+static errcode_t read_miss(io_channel ch, struct chan *c, uint64_t block, void *data)
+{
+    size_t bs = (size_t)ch->block_size;
+    uint64_t nblocks = c->v.size / bs, n = 1;
+    if (block == c->next_miss && (c->ra || (c->ra = malloc(RA_BLOCKS * bs))))
+        n = nblocks - block < RA_BLOCKS ? nblocks - block : RA_BLOCKS;
+    uint8_t *buf = n > 1 ? c->ra : data;
+    c->next_miss = block + 1;
+    errcode_t e = wflush_overlap(c, block * bs, n * bs);
+    if (e)
+        return e;
+    if (dk_pread(c->v.img, buf, (size_t)(n * bs), c->v.off + block * bs) < 0)
+        return EXT2_ET_SHORT_READ;
+    c->stats.bytes_read += n * bs;
+    for (uint64_t i = 0; i < n; i++) {
+        size_t slot = (size_t)((block + i) % CACHE_SLOTS);
+        memcpy(c->cache + slot * bs, buf + i * bs, bs);
+        c->tags[slot] = block + i + 1;
+    }
+    if (n > 1) {
+        memcpy(data, buf, bs);
+        c->next_miss = block + n;
+    }
+    return 0;
+}
+
 static errcode_t ch_read_blk64(io_channel ch, unsigned long long block, int count,
                                void *data)
 {
@@ -244,21 +334,19 @@ static errcode_t ch_read_blk64(io_channel ch, unsigned long long block, int coun
     errcode_t e = span(ch, block, count, &off, &len);
     if (e)
         return e;
-    bool cacheable = count == 1 && cache_ready(ch, c);
-    size_t slot = (size_t)(block % CACHE_SLOTS);
-    uint8_t *cp = cacheable ? c->cache + slot * (size_t)ch->block_size : NULL;
-    if (cacheable && c->tags[slot] == block + 1) {
-        memcpy(data, cp, len);
-        return 0;
+    if (count == 1 && cache_ready(ch, c)) {
+        size_t slot = (size_t)(block % CACHE_SLOTS);
+        if (c->tags[slot] == block + 1) {
+            memcpy(data, c->cache + slot * (size_t)ch->block_size, len);
+            return 0;
+        }
+        return read_miss(ch, c, block, data);
     }
-    int r = dk_pread(c->v.img, data, len, c->v.off + off);
-    if (r < 0)
+    if ((e = wflush_overlap(c, off, len)))
+        return e;
+    if (dk_pread(c->v.img, data, len, c->v.off + off) < 0)
         return EXT2_ET_SHORT_READ;
     c->stats.bytes_read += len;
-    if (cacheable) {
-        memcpy(cp, data, len);
-        c->tags[slot] = block + 1;
-    }
     return 0;
 }
 
@@ -267,14 +355,53 @@ static errcode_t ch_read_blk(io_channel ch, unsigned long block, int count, void
     return ch_read_blk64(ch, block, count, data);
 }
 
+/* Puts a write into a pending run: in place, appended, or a new run
+ * (evicting the least recently used). Returns 1 when it could not be
+ * gathered (too big, no memory): the caller writes it through. */
+static int gather(struct chan *c, uint64_t off, size_t len, const void *data)
+{
+    struct run *victim = &c->runs[0];
+    c->clock++;
+    for (int i = 0; i < WRUNS; i++) {
+        struct run *w = &c->runs[i];
+        if (w->len && off >= w->off && len <= w->len && off - w->off <= w->len - len) {
+            memcpy(w->buf + (off - w->off), data, len);
+            w->used = c->clock;
+            return 0;
+        }
+        if (w->len && off == w->off + w->len && len <= WBUF_MAX - w->len &&
+            !wflush_overlap(c, off, len)) {
+            memcpy(w->buf + w->len, data, len);
+            w->len += len;
+            w->used = c->clock;
+            return 0;
+        }
+        if (!w->len || (victim->len && w->used < victim->used))
+            victim = w;
+    }
+    if (len >= WBUF_MAX || wflush_overlap(c, off, len) || run_flush(c, victim))
+        return 1;
+    if (!victim->buf && !(victim->buf = malloc(WBUF_MAX)))
+        return 1;
+    memcpy(victim->buf, data, len);
+    victim->off = off;
+    victim->len = len;
+    victim->used = c->clock;
+    return 0;
+}
+
 static errcode_t ch_pwrite(io_channel ch, uint64_t off, size_t len, const void *data)
 {
     struct chan *c = ch->private_data;
     if (!(ch->flags & IO_FLAG_RW) || !c->v.writable)
         return EXT2_ET_RO_FILSYS;
     cache_invalidate(ch, c, off, len);
-    int r = dk_pwrite(c->v.img, data, len, c->v.off + off);
-    if (r < 0)
+    if (gather(c, off, len, data) == 0)
+        return 0;
+    errcode_t e = wflush_overlap(c, off, len);
+    if (e)
+        return e;
+    if (dk_pwrite(c->v.img, data, len, c->v.off + off) < 0)
         return EXT2_ET_SHORT_WRITE;
     c->stats.bytes_written += len;
     return 0;
@@ -315,6 +442,9 @@ static errcode_t ch_flush(io_channel ch)
     struct chan *c = ch->private_data;
     if (!(ch->flags & IO_FLAG_RW))
         return 0;
+    errcode_t e = wflush(c);
+    if (e)
+        return e;
     return dk_flush(c->v.img) < 0 ? EIO : 0;
 }
 

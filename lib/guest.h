@@ -1,7 +1,8 @@
 /* guest.h - private declarations of the guest layer (partitions,
  * filesystem detection, the libext2fs bridge, ext2/3/4 operations and
  * inspection). Only lib/part.c, fsdetect.c, guest.c, ext2io.c, guestfs*.c
- * and inspect.c include it; everything here sits on the public image API
+ * and inspect.c (and their unit tests) include it; everything here sits
+ * on the public image API
  * (ARCHITECTURE.md decision 6) and knows nothing of image formats.
  * SPDX-License-Identifier: MIT
  */

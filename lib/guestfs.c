@@ -264,8 +264,9 @@ static struct dk_fs *fs_setup(struct dk_guest *g, const struct dk_fsinfo *f,
         return NULL;
     }
     if ((flags & DK_FS_RDWR) && dk_image_read_only(img)) {
-        dk_error_set(err, -EROFS, img->probed_raw ? "%s: the image was probed as raw: "
-                     "writes need an explicit -f raw" : "%s: the image is open read-only",
+        dk_error_set(err, -EROFS, strcmp(dk_image_format(img), "raw") ?
+                     "%s: the image is open read-only" : "%s: the image is open read-only "
+                     "(a raw image found by probing is only written with an explicit -f raw)",
                      f->device);
         return NULL;
     }

@@ -1,8 +1,8 @@
 /* cmd_ls.c - `diskkit ls [-l] [-R] [-m DEV] IMAGE PATH` (like virt-ls):
  * names in a guest directory, sorted bytewise; -l in ls -l style (mode,
  * links, numeric uid/gid, size, mtime, name, "-> target"); -R recursive
- * with full guest paths. -R stays on one filesystem (mounts below PATH
- * are not entered).
+ * with full guest paths, entering the filesystems the guest's fstab
+ * mounts below PATH (unless -m picks one filesystem).
  * SPDX-License-Identifier: MIT
  */
 #include <dirent.h>
@@ -80,8 +80,26 @@ static void print_long(struct dk_fs *fs, const struct dk_stat *st, const char *n
     putchar('\n');
 }
 
-static int list_dir(struct dk_fs *fs, uint64_t ino, const char *shown, struct gargs *a,
-                    int depth)
+/* With -R, a directory that is a mountpoint of the inspected guest is
+ * listed from the filesystem mounted there (as virt-ls -R does). */
+static struct dk_fs *mounted_at(struct gt *t, const char *path, uint64_t *ino)
+{
+    const struct dk_inspect *ins = t->device ? NULL : gt_inspect(t);
+    for (size_t i = 0; ins && i < ins->nmounts; i++) {
+        if (strcmp(ins->mounts[i].mountpoint, path) || !strcmp(path, "/"))
+            continue;
+        char rest[8];
+        struct dk_fs *fs;
+        if (gt_resolve(t, path, &fs, rest, sizeof(rest)))
+            return NULL;
+        *ino = dk_fs_root_ino(fs);
+        return fs;
+    }
+    return NULL;
+}
+
+static int list_dir(struct gt *t, struct dk_fs *fs, uint64_t ino, const char *shown,
+                    struct gargs *a, int depth)
 {
     struct ents e = { 0 };
     int r = dk_fs_readdir_ino(fs, ino, collect, &e);
@@ -111,8 +129,11 @@ static int list_dir(struct dk_fs *fs, uint64_t ino, const char *shown, struct ga
         else
             printf("%s\n", label);
         bool isdir = e.v[i].type == DT_DIR || (need_stat && S_ISDIR(st.mode));
-        if (rec && isdir && depth < LS_MAX_DEPTH)
-            r = list_dir(fs, e.v[i].ino, full, a, depth + 1);
+        if (rec && isdir && depth < LS_MAX_DEPTH) {
+            uint64_t sino = e.v[i].ino;
+            struct dk_fs *sub = mounted_at(t, full, &sino);
+            r = list_dir(t, sub ? sub : fs, sino, full, a, depth + 1);
+        }
         free(full);
     }
     ents_free(&e);
@@ -142,7 +163,7 @@ static int op(struct gt *t, struct gargs *a)
             printf("%s\n", path);
         return 0;
     }
-    r = list_dir(fs, st.ino, path, a, 0);
+    r = list_dir(t, fs, st.ino, path, a, 0);
     if (r == -1)
         return tool_fail("out of memory");
     return r < 0 ? gt_fs_fail(t, fs, path, r) : 0;

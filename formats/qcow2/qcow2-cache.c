@@ -33,6 +33,7 @@ struct cache_ent {
 
 struct qcow2_cache {
     size_t max, n;
+    size_t ndirty;            /* entries with dirty set (O(1) is_dirty) */
     size_t esize;
     uint64_t tick;
     unsigned kind;            /* QCOW2_OL_L2 or QCOW2_OL_REFBLOCK */
@@ -118,6 +119,7 @@ static int write_ent(struct dk_image *img, struct qcow2_cache *c, struct cache_e
         return dk_set_error(img, r, "qcow2: writing metadata at 0x%llx: %s",
                             (unsigned long long)e->off, strerror(-r));
     e->dirty = false;
+    c->ndirty--;
     return 0;
 }
 
@@ -203,22 +205,21 @@ void qcow2_cache_put(struct qcow2_cache *c, void *table)
 void qcow2_cache_mark_dirty(struct qcow2_cache *c, void *table)
 {
     struct cache_ent *e = by_buf(c, table);
-    if (e)
+    if (e && !e->dirty) {
         e->dirty = true;
+        c->ndirty++;
+    }
 }
 
 bool qcow2_cache_is_dirty(const struct qcow2_cache *c)
 {
-    for (size_t i = 0; i < c->n; i++)
-        if (c->ents[i].off && c->ents[i].dirty)
-            return true;
-    return false;
+    return c->ndirty != 0;
 }
 
 int qcow2_cache_flush(struct dk_image *img, struct qcow2_cache *c, bool sync)
 {
     bool wrote = false;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = 0; c->ndirty && i < c->n; i++) {
         struct cache_ent *e = &c->ents[i];
         if (!e->off || !e->dirty)
             continue;
@@ -239,6 +240,8 @@ void qcow2_cache_drop(struct qcow2_cache *c, uint64_t off)
 {
     int i = find(c, off);
     if (i >= 0 && !c->ents[i].refs) {
+        if (c->ents[i].dirty)
+            c->ndirty--;
         c->ents[i].dirty = false;
         unlink_ent(c, i);
     }

@@ -73,7 +73,7 @@ static int l2_read(struct dk_image *img, uint64_t l1e, uint64_t **l2)
 }
 
 /* Makes L1 entry I point to a private (COPIED) L2 table: new, or a copy
- * of a shared one whose references are then duplicated. */
+ * of a shared one (whose own refcount then drops by one). */
 static int l2_allocate(struct dk_image *img, uint64_t i, uint64_t **out)
 {
     struct qcow2_state *s = img->priv;
@@ -88,18 +88,11 @@ static int l2_allocate(struct dk_image *img, uint64_t i, uint64_t **out)
             qcow2_cache_put(s->l2_cache, src);
         return r;
     }
-    for (uint64_t k = 0; src && r >= 0 && k < s->l2_entries; k++) {
-        uint64_t e = l2_entry(src, k) & ~QCOW2_OFLAG_COPIED;
-        enum cl_type t = cl_type(s, e);
-        l2_set(tbl, k, e);
-        if (t == CL_NORMAL || t == CL_ZERO_ALLOC) {
-            r = qcow2_update_refcount(img, e & QCOW2_OFFSET_MASK, s->cluster_size, 1);
-        } else if (t == CL_COMPRESSED) {
-            uint64_t h, n;
-            qcow2_compressed_decode(e, s->cluster_bits, &h, &n);
-            r = qcow2_update_refcount(img, h, n, 1);
-        }
-    }
+    /* Data clusters are counted once per L1 table reaching them (qemu's
+     * snapshot semantics), so a copy of a shared table changes no data
+     * refcount; they stay >= 2, hence COPIED is cleared. */
+    for (uint64_t k = 0; src && k < s->l2_entries; k++)
+        l2_set(tbl, k, l2_entry(src, k) & ~QCOW2_OFLAG_COPIED);
     if (src)
         qcow2_cache_put(s->l2_cache, src);
     if (r < 0) {

@@ -378,6 +378,11 @@ int qcow2_flush_all(struct dk_image *img, bool sync)
         r = qcow2_update_refcount(img, s->pending[i].off, s->pending[i].len, -1);
     if (r < 0)
         return r;
+    if (s->n_pending) {
+        /* The cluster being packed with compressed data may just have
+         * dropped to refcount 0 and be handed out whole: start a new one. */
+        s->cw_next = s->cw_end = 0;
+    }
     s->n_pending = 0;
     if ((r = qcow2_cache_flush(img, s->rb_cache, false)) < 0)
         return r;

@@ -3,9 +3,9 @@
  *
  * Spec: qcow2.txt "Host cluster management"; the overlap checks follow
  * qemu's qcow2_check_metadata_overlap (header, active L1, refcount table,
- * refcount blocks, snapshot table, active L2 tables).
- * Known gaps: inactive (snapshot) L1/L2 tables and the bitmap directory
- * are not part of the overlap checks; the rebuild counts at most
+ * refcount blocks, snapshot table and inactive L1 tables, active L2 tables).
+ * Known gaps: inactive L2 tables and the bitmap directory are not part of
+ * the overlap checks; the rebuild counts at most
  * QCOW2_MAX_REBUILD_CLUSTERS host clusters and does not repair COPIED
  * flags (they only matter with internal snapshots).
  * SPDX-License-Identifier: MIT
@@ -34,6 +34,9 @@ static const char *overlap_what(struct qcow2_state *s, uint64_t off, uint64_t le
     if ((check & QCOW2_OL_HEADER) && qcow2_crypt_area(s, &fo, &fl) &&
         dk_ranges_overlap(off, len, fo, fl))
         return "LUKS header";
+    for (uint32_t i = 0; (check & QCOW2_OL_SNAPTABLE) && i < s->nb_snaps; i++)
+        if (dk_ranges_overlap(off, len, s->snaps[i].l1_offset, s->snaps[i].l1_size * 8ull))
+            return "inactive L1 table";
     for (uint64_t i = 0; (check & QCOW2_OL_REFBLOCK) && i < s->reftable_size; i++) {
         uint64_t b = s->reftable[i] & QCOW2_OFFSET_MASK;
         if (b && dk_ranges_overlap(off, len, b, cs))
@@ -128,9 +131,10 @@ static int count_l1(struct walk *w, uint64_t off, uint32_t size)
                                         "of file", (unsigned long long)l2);
             break;
         }
-        bool seen = w->cnt[l2 >> s->cluster_bits] > 0;
+        /* Tables shared with a snapshot count once per L1; their data
+         * clusters too (qemu counts references per L1 walk). */
         r = count(w, l2, s->cluster_size, "L2 table");
-        if (r >= 0 && !seen)
+        if (r >= 0)
             r = count_l2(w, l2);
     }
     free(raw);

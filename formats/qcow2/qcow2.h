@@ -83,8 +83,12 @@
  * refcount cache needs far less: one 64 KiB block of 16-bit counts covers
  * 2 GiB of host clusters. QCOW2_CACHE_MIN keeps a few entries even for
  * tiny images (a write touches at most two L2 tables at once). */
+#ifndef QCOW2_L2_CACHE_MAX_BYTES   /* overridable to test eviction */
 #define QCOW2_L2_CACHE_MAX_BYTES (32u << 20)
+#endif
+#ifndef QCOW2_RB_CACHE_MAX_BYTES
 #define QCOW2_RB_CACHE_MAX_BYTES (4u << 20)
+#endif
 #define QCOW2_CACHE_MIN 8
 /* Deferred frees are applied at the latest after this many queued ranges. */
 #define QCOW2_MAX_PENDING 4096

@@ -62,7 +62,10 @@ check_image() {   # IMAGE SCHEME: every read command against the known tree
     [[ "$out" == "drwxr-x--x "* ]] || fail "ls -l mode: $out"
     expect_eq "$("$DK" ls -R "$img" /a | tail -1)" /a/b/c/d/e/f/g/h/deep.txt "ls -R"
     expect_eq "$("$DK" ls -R "$img" / | wc -l)" \
-              "$(cd "$T/roottree" && find . -mindepth 1 | wc -l | awk '{print $1 + 1}')" "ls -R count (+lost+found)"
+              "$(cd "$T/roottree" && find . -mindepth 1 | wc -l | awk '{print $1 + 1 + 4}')" \
+              "ls -R count (+lost+found, +4 entries of the /boot filesystem)"
+    "$DK" ls -R "$img" / | grep -qx /boot/grub/grub.cfg || fail "ls -R enters /boot mount"
+    "$DK" ls -R -m /dev/sda2 "$img" / | grep -q '^/boot/' && fail "ls -R -m stays on one fs"
     # df
     out=$("$DK" df "$img") || fail df
     expect_eq "$(printf '%s\n' "$out" | wc -l)" 4 "df lines"
@@ -135,7 +138,7 @@ expect_err "$DK" copy-out "$T/mbr.img" /etc "$T/nodir" >/dev/null
 expect_err "$DK" cat "$T/nonexistent.img" /x >/dev/null
 # write commands refuse a probed raw image (contract: needs -f raw)
 cp "$T/mbr.img" "$T/ro.img"
-expect_err "$DK" mkdir "$T/ro.img" /newdir | grep -q 'probed as raw' || fail "probed raw write"
+expect_err "$DK" mkdir "$T/ro.img" /newdir | grep -q 'explicit -f raw' || fail "probed raw write"
 cmp -s "$T/mbr.img" "$T/ro.img" || fail "failed write changed the image"
 
 # A filesystem diskkit cannot read, on a whole disk (no partition table).
@@ -188,5 +191,11 @@ case " $formats " in *" qcow2 "*)
                   "menuentry test" "cat through LUKS qcow2"
         expect_err "$DK" cat "$T/enc.qcow2" /etc/hostname | grep -q 'encrypted' || fail "no secret"
     fi ;;
+esac
+# INTERFACE.md's example: an ext4 inside a qcow2 overlay over a vmdk base.
+case " $formats " in *" qcow2 "*" vmdk "*|*" vmdk "*" qcow2 "*)
+    qemu-img convert -O vmdk "$T/mbr.img" "$T/base.vmdk"
+    qemu-img create -q -f qcow2 -b "$T/base.vmdk" -F vmdk "$T/over.qcow2"
+    check_image "$T/over.qcow2" mbr ;;
 esac
 echo "ok ($ran extra formats)"

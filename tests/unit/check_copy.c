@@ -342,6 +342,38 @@ START_TEST(compressed_in_order)
 }
 END_TEST
 
+START_TEST(compressed_partial_tail)
+{
+    /* The input ends inside a cluster that is not the output's last: that
+     * partial cluster is written plainly, not through write_compressed. */
+    make_file("src", FAKE_CLUSTER + 1000);
+    fill("src", 0, FAKE_CLUSTER + 1000, 0x31);
+    make_file("dst", 3 * FAKE_CLUSTER);
+    struct dk_image *s = open_raw("src", 0), *d = open_raw("dst", 1);
+    struct dk_driver fake = *d->drv;
+    fake.compress = fake_compress;
+    fake.write_compressed = fake_write_compressed;
+    fake.info = fake_info;
+    d->drv = &fake;
+    wc_n = 0;
+    wc_compressed = wc_plain = 0;
+    struct dk_copy_args a = { .src = &s, .nsrc = 1, .dst = d,
+                              .flags = DK_COPY_COMPRESS | DK_COPY_TARGET_ZERO };
+    struct dk_error e;
+    ck_assert_msg(dk_copy(&a, &e) == 0, "%s", e.msg);
+    d->drv = &dk_drv_raw;
+    dk_close(d);
+    dk_close(s);
+    ck_assert_int_eq(wc_compressed, 1);
+    ck_assert_int_eq(wc_plain, 0);
+    size_t n;
+    uint8_t *y = slurp("dst", &n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(y[i], i < FAKE_CLUSTER + 1000 ? 0x31 : 0);
+    free(y);
+}
+END_TEST
+
 static int compare(const char *x, const char *y, unsigned flags, uint64_t *mm, char *msg)
 {
     struct dk_image *a = open_raw(x, 0), *b = open_raw(y, 0);
@@ -408,6 +440,7 @@ static Suite *suite(void)
     tcase_add_test(t, progress_reaches_total);
     tcase_add_test(t, compare_verdicts);
     tcase_add_test(t, compressed_in_order);
+    tcase_add_test(t, compressed_partial_tail);
     suite_add_tcase(s, t);
     return s;
 }

@@ -212,6 +212,51 @@ START_TEST(fs_operations)
 }
 END_TEST
 
+/* Write gathering and caching against a shadow copy: random block and
+ * byte writes (in place, appending, overlapping, far apart), reads in
+ * between, then the image itself must hold the shadow after close. */
+START_TEST(io_write_gathering)
+{
+    enum { VIEW = 4 << 20, BS = 1024 };
+    char name[64];
+    io_channel ch;
+    static uint8_t shadow[VIEW], buf[64 * BS], back[64 * BS];
+    ck_assert_int_eq(dk_pread(img, shadow, VIEW, PART_OFF), 0);
+    ck_assert_int_eq(dk_ext2io_register(img, PART_OFF, VIEW, true, name, sizeof(name)), 0);
+    ck_assert_int_eq(dk_ext2_io_manager->open(name, IO_FLAG_RW, &ch), 0);
+    ck_assert_int_eq(io_channel_set_blksize(ch, BS), 0);
+    srand(42);
+    for (int op = 0; op < 4000; op++) {
+        int kind = rand() % 4;
+        uint64_t blk = (uint64_t)(rand() % 8 == 0 ? rand() % (VIEW / BS - 64)
+                                                  : 100 + rand() % 200);
+        int n = 1 + rand() % (rand() % 10 == 0 ? 64 : 4);
+        if (kind == 0) {                            /* block read */
+            ck_assert_int_eq(io_channel_read_blk64(ch, blk, n, back), 0);
+            ck_assert(memcmp(back, shadow + blk * BS, (size_t)n * BS) == 0);
+        } else if (kind == 3) {                     /* byte write */
+            uint64_t off = blk * BS + (uint64_t)(rand() % BS);
+            int len = 1 + rand() % 300;
+            for (int i = 0; i < len; i++)
+                buf[i] = (uint8_t)rand();
+            ck_assert_int_eq(io_channel_write_byte(ch, off, len, buf), 0);
+            memcpy(shadow + off, buf, (size_t)len);
+        } else {                                    /* block write */
+            for (int i = 0; i < n * BS; i++)
+                buf[i] = (uint8_t)(op + i);
+            ck_assert_int_eq(io_channel_write_blk64(ch, blk, n, buf), 0);
+            memcpy(shadow + blk * BS, buf, (size_t)n * BS);
+        }
+    }
+    ck_assert_int_eq(io_channel_flush(ch), 0);
+    ck_assert_int_eq(io_channel_close(ch), 0);
+    dk_ext2io_unregister(name);
+    static uint8_t disk[VIEW];
+    ck_assert_int_eq(dk_pread(img, disk, VIEW, PART_OFF), 0);
+    ck_assert(memcmp(disk, shadow, VIEW) == 0);
+}
+END_TEST
+
 /* Several threads on one dk_fs (as the FUSE mounter does): each creates,
  * writes, reads back and renames its own files. */
 struct worker { struct dk_fs *fs; int id; int bad; };
@@ -278,6 +323,7 @@ static Suite *suite(void)
     TCase *t = tcase_create("core");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, io_manager_contract);
+    tcase_add_test(t, io_write_gathering);
     tcase_add_test(t, fs_operations);
     tcase_add_test(t, threads);
     suite_add_tcase(s, t);
