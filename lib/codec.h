@@ -1,5 +1,5 @@
 /* codec.h - cluster compression used by the drivers (qcow2, VMDK stream)
- * and the copy engine. Pure functions: thread-safe, no handle, no lock.
+ * and the copy engine. Thread-safe (per-thread codec state), no handle, no lock.
  *
  * Formats:
  *  - DK_CODEC_DEFLATE_RAW: raw deflate (no zlib header), window bits 12,

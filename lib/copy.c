@@ -30,6 +30,9 @@
  * Fast path: source extents with a host offset in the layer's own file
  * are read with pread on that file, bypassing the driver and the image
  * lock, so workers read in parallel (sources are never written).
+ * Compressed qcow2 clusters go through dk_pread, but the driver drops the
+ * image lock while it decompresses (qcow2-io.c invariant 4), so that part
+ * runs in parallel too.
  *
  * Known gaps: no copy_file_range offload (reads go through user buffers,
  * which also lets -S zero detection see the data); zero chunks are not

@@ -10,9 +10,20 @@
  *     compressed cluster) where the request covers it only partly.
  *  3. Compressed clusters are packed byte-wise; each host cluster touched
  *     by a compressed cluster holds one reference for it.
+ *  4. Locking: callbacks run with img->lock held (lib/internal.h). The one
+ *     exception is qcow2_read of whole compressed clusters: it reads the
+ *     compressed bytes under the lock into a buffer of its own, releases
+ *     every L2 table it pinned, then drops img->lock only around
+ *     dk_decompress into the caller's buffer, so copy-engine workers
+ *     decompress in parallel. While unlocked it touches no qcow2_state
+ *     (in particular not the shared s->zin/s->zbuf cache) and nothing of
+ *     the handle; qcow2_read is only entered from dk_pread, which holds
+ *     img->lock exactly once. Paths inside writes (write_partial) never
+ *     drop the lock.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +42,34 @@ static int host_check(struct dk_image *img, uint64_t h)
     return 0;
 }
 
+/* Host offset *H and length *N of compressed entry E, checked. */
+static int compressed_span(struct dk_image *img, uint64_t e, uint64_t *h, uint64_t *n)
+{
+    struct qcow2_state *s = img->priv;
+    qcow2_compressed_decode(e, s->cluster_bits, h, n);
+    if (*h >> s->cluster_bits >= s->alloc_end || *h < s->cluster_size)
+        return qcow2_signal_corruption(img, "qcow2: compressed cluster at 0x%llx lies beyond "
+                                       "end of file", (unsigned long long)*h);
+    return 0;
+}
+
+static int compressed_corrupt(struct dk_image *img, uint64_t h)
+{
+    struct qcow2_state *s = img->priv;
+    return dk_set_error(img, -EIO, "qcow2: compressed cluster at 0x%llx is corrupt (%s)",
+                        (unsigned long long)h, s->codec == DK_CODEC_ZSTD ? "zstd" : "deflate");
+}
+
+/* Reads the N compressed bytes at host H into ZIN. */
+static int compressed_pread(struct dk_image *img, uint8_t *zin, uint64_t n, uint64_t h)
+{
+    int r = dk_file_pread_eof0(img->file, zin, n, h);
+    if (r < 0)
+        return dk_set_error(img, r, "qcow2: reading compressed cluster at 0x%llx: %s",
+                            (unsigned long long)h, strerror(-r));
+    return 0;
+}
+
 /* Decompresses the cluster of entry E into s->zbuf (cached by entry). */
 static int load_compressed(struct dk_image *img, uint64_t e)
 {
@@ -38,22 +77,43 @@ static int load_compressed(struct dk_image *img, uint64_t e)
     if (s->zbuf_valid && s->zbuf_l2e == e)
         return 0;
     uint64_t h, n;
-    qcow2_compressed_decode(e, s->cluster_bits, &h, &n);
-    if (h >> s->cluster_bits >= s->alloc_end || h < s->cluster_size)
-        return qcow2_signal_corruption(img, "qcow2: compressed cluster at 0x%llx lies beyond "
-                                       "end of file", (unsigned long long)h);
-    int r = dk_file_pread_eof0(img->file, s->zin, n, h);
-    if (r < 0)
-        return dk_set_error(img, r, "qcow2: reading compressed cluster at 0x%llx: %s",
-                            (unsigned long long)h, strerror(-r));
+    int r = compressed_span(img, e, &h, &n);
+    if (r < 0 || (r = compressed_pread(img, s->zin, n, h)) < 0)
+        return r;
     s->zbuf_valid = false;
     if (dk_decompress(s->codec, s->zin, n, s->zbuf, s->cluster_size) < 0)
-        return dk_set_error(img, -EIO, "qcow2: compressed cluster at 0x%llx is corrupt "
-                            "(%s)", (unsigned long long)h,
-                            s->codec == DK_CODEC_ZSTD ? "zstd" : "deflate");
+        return compressed_corrupt(img, h);
     s->zbuf_l2e = e;
     s->zbuf_valid = true;
     return 0;
+}
+
+/* Reads the whole compressed cluster of entry E into BUF, decompressing
+ * with img->lock dropped (invariant 4). *ZIN is the caller's input buffer
+ * (2 clusters, allocated here on first use; the caller frees it). No L2
+ * table may be pinned. */
+static int read_compressed_unlocked(struct dk_image *img, uint64_t e, uint8_t *buf,
+                                    uint8_t **zin)
+{
+    struct qcow2_state *s = img->priv;
+    if (s->zbuf_valid && s->zbuf_l2e == e) {
+        memcpy(buf, s->zbuf, s->cluster_size);
+        return 0;
+    }
+    uint64_t h, n;
+    int r = compressed_span(img, e, &h, &n);
+    if (r < 0)
+        return r;
+    if (!*zin && !(*zin = malloc(2 * s->cluster_size)))
+        return dk_set_error(img, -ENOMEM, "qcow2: out of memory");
+    if ((r = compressed_pread(img, *zin, n, h)) < 0)
+        return r;
+    enum dk_codec codec = s->codec;
+    size_t cs = (size_t)s->cluster_size;
+    pthread_mutex_unlock(&img->lock);
+    r = dk_decompress(codec, *zin, n, buf, cs);
+    pthread_mutex_lock(&img->lock);
+    return r < 0 ? compressed_corrupt(img, h) : 0;
 }
 
 int qcow2_read_compressed(struct dk_image *img, uint64_t e, void *buf, size_t n, uint64_t off)
@@ -119,18 +179,18 @@ static uint64_t inplace_run(const struct qcow2_state *s, const uint64_t *l2, uin
 int qcow2_read(struct dk_image *img, void *buf, size_t len, uint64_t off)
 {
     struct qcow2_state *s = img->priv;
-    uint8_t *p = buf;
+    uint8_t *p = buf, *zin = NULL;
     if (s->extl2) {
         if (s->crypt)
             return dk_set_error(img, -ENOTSUP,
                                 "qcow2: encrypted images with extended L2 entries are not supported");
         return qcow2_ext_read(img, buf, len, off);
     }
+    int r = 0;
     while (len) {
         uint64_t *l2;
-        int r = qcow2_l2_get(img, off, false, &l2);
-        if (r < 0)
-            return r;
+        if ((r = qcow2_l2_get(img, off, false, &l2)) < 0)
+            break;
         uint64_t k = (off >> s->cluster_bits) & (s->l2_entries - 1);
         uint64_t in = off & (s->cluster_size - 1);
         uint64_t e = l2 ? l2_entry(l2, k) : 0;
@@ -141,17 +201,22 @@ int qcow2_read(struct dk_image *img, void *buf, size_t len, uint64_t off)
             uint64_t run = normal_run(s, l2, k, max);
             n = (size_t)DK_MIN((uint64_t)len, (run << s->cluster_bits) - in);
             r = qcow2_data_pread(img, p, n, (e & QCOW2_OFFSET_MASK) + in, off);
+        } else if (r >= 0 && cl_type(s, e) == CL_COMPRESSED && n == s->cluster_size) {
+            qcow2_l2_put(img, l2);
+            l2 = NULL;
+            r = read_compressed_unlocked(img, e, p, &zin);
         } else if (r >= 0) {
             r = read_piece(img, e, p, n, off);
         }
         qcow2_l2_put(img, l2);
         if (r < 0)
-            return r;
+            break;
         p += n;
         off += n;
         len -= n;
     }
-    return 0;
+    free(zin);
+    return r < 0 ? r : 0;
 }
 
 /* ---------------------------------------------------------------- writes */

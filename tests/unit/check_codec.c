@@ -1,6 +1,7 @@
 /* check_codec.c - round trips and corrupt input for the cluster codecs. */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,68 @@ START_TEST(incompressible_returns_zero)
 }
 END_TEST
 
+/* The codec keeps per-thread contexts (codec.c): whatever a thread did
+ * before (other codecs, other levels, failed calls), a call must give the
+ * same bytes as on a fresh thread. */
+enum { RN = 65536 };
+static const enum dk_codec codecs[] = { DK_CODEC_DEFLATE_RAW, DK_CODEC_ZLIB, DK_CODEC_ZSTD };
+
+struct ref { unsigned char *in, *z[3]; ssize_t n[3]; };
+
+static void *make_ref(void *opaque)
+{
+    struct ref *r = opaque;
+    for (int i = 0; i < 3; i++)
+        r->n[i] = dk_compress(codecs[i], 0, r->in, RN, r->z[i], RN);
+    return NULL;
+}
+
+static void *check_against_ref(void *opaque)
+{
+    struct ref *r = opaque;
+    unsigned char *z = malloc(RN), *out = malloc(RN);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 3; i++) {
+            /* disturb: another level, a too-small buffer, corrupt input */
+            ck_assert_int_ge(dk_compress(codecs[i], 9, r->in, RN, z, RN), 0);
+            ck_assert_int_eq(dk_compress(codecs[i], 0, r->in, RN, z, 8), 0);
+            memset(z, 0x5a, 512);
+            ck_assert_int_lt(dk_decompress(codecs[i], z, 512, out, RN), 0);
+            ssize_t n = dk_compress(codecs[i], 0, r->in, RN, z, RN);
+            ck_assert_int_eq(n, r->n[i]);
+            ck_assert_mem_eq(z, r->z[i], (size_t)n);
+            ck_assert_int_eq(dk_decompress(codecs[i], z, (size_t)n, out, RN), 0);
+            ck_assert_mem_eq(out, r->in, RN);
+        }
+    }
+    free(z);
+    free(out);
+    return NULL;
+}
+
+START_TEST(reused_contexts_match_fresh)
+{
+    struct ref r;
+    r.in = malloc(RN);
+    fill(r.in, RN);
+    for (int i = 0; i < 3; i++)
+        r.z[i] = malloc(RN);
+    pthread_t t[4];
+    ck_assert_int_eq(pthread_create(&t[0], NULL, make_ref, &r), 0);
+    pthread_join(t[0], NULL);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_gt(r.n[i], 0);
+    check_against_ref(&r);                  /* this thread, reused */
+    for (int i = 0; i < 4; i++)             /* concurrent threads */
+        ck_assert_int_eq(pthread_create(&t[i], NULL, check_against_ref, &r), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 3; i++)
+        free(r.z[i]);
+    free(r.in);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("codec");
@@ -60,6 +123,7 @@ int main(void)
     tcase_add_test(t, zlib_stream);
     tcase_add_test(t, zstd_frames);
     tcase_add_test(t, incompressible_returns_zero);
+    tcase_add_test(t, reused_contexts_match_fresh);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
