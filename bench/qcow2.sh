@@ -5,7 +5,9 @@
 #   - reading A.zlib.qcow2 / A.zstd.qcow2 back to raw (best of RUNS),
 #   - check and map on B.qcow2 (16k scattered clusters) and on a 4 KiB
 #     cluster image with ~393k data clusters in alternating 4 KiB pieces
-#     (S4k, built here from a sparse raw file; ~1.6 GiB, ~30 s).
+#     (S4k, built here from a sparse raw file; ~1.6 GiB, ~30 s), and on a
+#     16 GiB 4 KiB-cluster image with all 4,194,304 clusters allocated by
+#     preallocation=metadata (M4k, data left as host holes).
 #
 #   CORPUS=/tmp/diskkit-bench-corpus OUT=/dev/shm RUNS=3 bench/qcow2.sh
 #
@@ -36,10 +38,15 @@ for f in A.raw A.zlib.qcow2 A.zstd.qcow2 B.qcow2; do
     [ -f "$CORPUS/$f" ] || die "$CORPUS/$f missing: build the corpus with make-corpus.sh"
 done
 
-# timed CMD...: runs CMD (stdout to $OUT/.stdout), prints "wall cpu"
+# timed CMD...: runs CMD (stdout to $OUT/.stdout), prints "wall cpu";
+# wall time from the clock in ms (GNU time's %e has only 10 ms steps)
 timed() {
-    /usr/bin/time -f '%e %U %S' -o "$OUT/.time" "$@" >"$OUT/.stdout" || true
-    tail -n 1 "$OUT/.time" | awk '{ printf "%s %.2f\n", $1, $2 + $3 }'
+    local t0 t1
+    t0=$(date +%s%N)
+    /usr/bin/time -f '%U %S' -o "$OUT/.time" "$@" >"$OUT/.stdout" || true
+    t1=$(date +%s%N)
+    tail -n 1 "$OUT/.time" |
+        awk -v ns=$((t1 - t0)) '{ printf "%.3f %.2f\n", ns / 1e9, $1 + $2 }'
 }
 
 # best N OUTFILE CMD...: best wall time of N runs (OUTFILE removed first)
@@ -57,11 +64,11 @@ best() {
 }
 
 size() { [ -f "$1" ] && du -m --apparent-size "$1" | cut -f1 || echo -; }
-ratio() { awk -v d="$1" -v q="$2" 'BEGIN { printf "%.2f", (d > 0 ? q / d : 0) }'; }
+ratio() { awk -v d="$1" -v q="$2" 'BEGIN { if (d > 0) printf "%.2f", q / d; else printf "n/a" }'; }
 
 # row NAME DT DCPU QT QCPU DSIZE QSIZE VERDICT
 row() {
-    printf '| %s | %.2f (%.2f) | %.2f (%.2f) | %s | %s / %s | %s |\n' \
+    printf '| %s | %.3f (%.2f) | %.3f (%.2f) | %s | %s / %s | %s |\n' \
         "$1" "$2" "$3" "$4" "$5" "$(ratio "$2" "$4")" "$6" "$7" "$8"
 }
 
@@ -113,6 +120,13 @@ EOF
     rm -f "$raw"
 }
 
+# M4k: 16 GiB, 4 KiB clusters, every cluster allocated by
+# preallocation=metadata (4,194,304 clusters; the data stays a host hole)
+make_m4k() {
+    M4K="$OUT/M4k.qcow2"
+    qemu-img create -q -f qcow2 -o cluster_size=4k,preallocation=metadata "$M4K" 16G
+}
+
 echo "diskkit $("$DISKKIT" --version 2>/dev/null | head -1) vs $(qemu-img --version | head -1)"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; load before: $(uptime | sed 's/.*load/load/')"
 echo
@@ -129,5 +143,10 @@ make_s4k
 meta_row "check S4k.qcow2 (4k clusters)" "$S4K" check
 meta_row "map S4k.qcow2" "$S4K" map
 meta_row "map --output=json S4k.qcow2" "$S4K" map --output=json
+rm -f "$S4K"
+make_m4k
+meta_row "check M4k.qcow2 (4M 4k clusters)" "$M4K" check
+meta_row "map M4k.qcow2" "$M4K" map
+meta_row "map --output=json M4k.qcow2" "$M4K" map --output=json
 echo
 echo "load after: $(uptime | sed 's/.*load/load/')"
