@@ -103,6 +103,14 @@ wait
 ls -a "$T" | grep -q '\.diskkit-' && fail "temporary file left after SIGTERM"
 rm -f "$T/huge.raw"
 
+note "raw outputs are whole sectors, as qemu-img makes them"
+head -c 1000 /dev/urandom > "$T/odd.bin"
+"$DISKKIT" convert -f raw -O raw "$T/odd.bin" "$T/odd.dk.raw" || fail "convert of a 1000-byte input"
+qemu-img convert -f raw -O raw "$T/odd.bin" "$T/odd.q.raw"
+[ "$(stat -c %s "$T/odd.dk.raw")" = "$(stat -c %s "$T/odd.q.raw")" ] || fail "raw output size differs from qemu-img's"
+"$DISKKIT" create -q -f raw "$T/c1000.raw" 1000
+[ "$(stat -c %s "$T/c1000.raw")" = 1024 ] || fail "create -f raw 1000 is not 1024 bytes like qemu-img's"
+
 note "-o help and --help"
 "$DISKKIT" convert -O raw -o help | grep -q '^Supported raw options:' || fail "-o help"
 "$DISKKIT" convert --help | grep -q '^Usage: diskkit convert' || fail "--help"
