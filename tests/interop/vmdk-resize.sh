@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# vmdk-resize.sh - `diskkit resize` grows VMDK images (qemu-img cannot), and
+# the results stay valid for qemu and libvmdk:
+#  - monolithicSparse, monolithicFlat, twoGbMaxExtentSparse,
+#    twoGbMaxExtentFlat made by qemu-img, and images made by diskkit, with
+#    patterned data from qemu-io, grown a little (GD slack, same extent) and
+#    a lot (GD relocation, new 2 GiB extent files);
+#  - after each grow: qemu-img info shows the new size, qemu-img check and
+#    diskkit check are clean, old data is unchanged (qemu-img compare and
+#    diskkit compare against a raw copy extended with zeros), qemu-io
+#    writes past the old end and reads it back, vmdkinfo reports the size;
+#  - refusals leave every file byte-identical: streamOptimized, shrinking,
+#    a descriptor that would outgrow its embedded area, an extent file name
+#    already taken.
+# Images are 64 MiB .. 5 GiB virtual but sparse (a few MiB on disk).
+. "$(dirname "$0")/lib.sh"
+need qemu-img qemu-io
+need_format vmdk
+cd "$T"
+
+passes=0 fails=0
+ok() { passes=$((passes + 1)); echo "ok: $*"; }
+bad() { fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+try() {   # MESSAGE CMD...: ok when CMD succeeds
+    local m=$1
+    shift
+    if "$@" >/dev/null 2>&1; then ok "$m"; else bad "$m"; fi
+}
+if command -v vmdkinfo >/dev/null; then HAVE_VMDKINFO=1; else
+    HAVE_VMDKINFO=0
+    echo "note: vmdkinfo (libvmdk-utils) not installed: libvmdk checks skipped"
+fi
+
+vsize() { qemu-img info "$1" | sed -n 's/^virtual size: .*(\([0-9]*\) bytes)$/\1/p'; }
+bytes() { numfmt --from=iec "${1^^}"; }
+
+# fill IMG OLDSIZE: patterned data at the start, across the middle and up
+# to the very end of the disk (the grain or extent next to the new area).
+fill() {
+    local img=$1 end
+    end=$(bytes "$2")
+    qemu-io -f vmdk -c "write -P 0x11 0 1M" -c "write -P 0x22 $((end / 2 - 4096)) 72k" \
+        -c "write -P 0x33 $((end - 65536)) 64k" "$img" >/dev/null
+}
+
+# verify NAME IMG RAW SIZE: the checks after a grow to SIZE. RAW is the
+# reference content, extended with zeros here.
+verify() {
+    local n=$1 img=$2 raw=$3 size end out
+    size=$(bytes "$4")
+    truncate -s "$size" "$raw"
+    [ "$(vsize "$img")" = "$size" ] && ok "$n: qemu-img info size $size" \
+        || bad "$n: qemu-img info says $(vsize "$img"), expected $size"
+    try "$n: qemu-img check" qemu-img check -q "$img"
+    try "$n: diskkit check" "$DISKKIT" check -q "$img"
+    try "$n: qemu-img compare with the extended raw copy" \
+        qemu-img compare -q -f vmdk -F raw "$img" "$raw"
+    try "$n: diskkit compare with the extended raw copy" \
+        "$DISKKIT" compare -q -f vmdk -F raw "$img" "$raw"
+    # Write past the old end (near the new end), read it back with both.
+    end=$((size - 2 * 1048576))
+    # (Outputs are captured before grep -q: with pipefail, an early grep
+    # exit would fail the writer with SIGPIPE.)
+    out=$(qemu-io -f vmdk -c "write -P 0x5a $end 1M" -c "read -P 0x5a $end 1M" "$img" 2>&1)
+    if grep -q 'read 1048576/1048576' <<<"$out"; then ok "$n: qemu-io writes and reads the new area"
+    else bad "$n: qemu-io write/read in the new area: $out"; fi
+    qemu-io -f raw -c "write -P 0x5a $end 1M" "$raw" >/dev/null
+    try "$n: diskkit reads qemu's write in the new area" \
+        "$DISKKIT" compare -q -f vmdk -F raw "$img" "$raw"
+    try "$n: qemu-img check after the write" qemu-img check -q "$img"
+    if [ $HAVE_VMDKINFO = 1 ]; then
+        out=$(vmdkinfo "$img" 2>&1)
+        grep -q "Media size:.*($size bytes)" <<<"$out" && ok "$n: vmdkinfo media size" || bad "$n: vmdkinfo does not show $size bytes"
+    fi
+}
+
+# grow NAME MAKER SUB SIZE GROWTHS...: makes an image with MAKER (qemu-img
+# or diskkit), fills it, then grows it by each of GROWTHS ("+SIZE" or SIZE)
+# in turn and verifies after each.
+grow() {
+    local n=$1 maker=$2 sub=$3 size=$4 g cur
+    shift 4
+    rm -rf "$n" && mkdir "$n"
+    local img=$n/d.vmdk raw=$n/ref.raw
+    if [ "$maker" = qemu-img ]; then
+        qemu-img create -q -f vmdk -o subformat="$sub" "$img" "$size"
+    else
+        "$DISKKIT" create -q -f vmdk -o subformat="$sub" "$img" "$size" >/dev/null
+    fi
+    fill "$img" "$size"
+    qemu-img convert -f vmdk -O raw "$img" "$raw"
+    cur=$(bytes "$size")
+    for g in "$@"; do
+        case $g in +*) cur=$((cur + $(bytes "${g#+}")));; *) cur=$(bytes "$g");; esac
+        if "$DISKKIT" resize "$img" "$g" >/dev/null; then ok "$n: resize $g"
+        else bad "$n: resize $g"; continue; fi
+        verify "$n $g" "$img" "$raw" "$cur"
+    done
+}
+
+# Slack: 100 MiB uses 4 of the 128 GD entries of its GD sector; 5 GiB needs
+# 160 entries, so GD and redundant GD move to the end of the file.
+grow msparse qemu-img monolithicSparse 100M +28M 5G
+grow mflat qemu-img monolithicFlat 64M +64M 3G
+# 1.5 GiB: the last extent grows to 2 GiB, then new extent files follow.
+grow 2gsparse qemu-img twoGbMaxExtentSparse 1536M +64M 3G
+grow 2gflat qemu-img twoGbMaxExtentFlat 1536M +64M 3G 5G
+grow dk-msparse diskkit monolithicSparse 100M +64M 5G
+grow dk-2gsparse diskkit twoGbMaxExtentSparse 1536M 3G
+
+# New extents are named like the existing ones and listed in order.
+if grep -q '^RW 2097152 FLAT "d-f003.vmdk" 0$' 2gflat/d.vmdk && [ -f 2gflat/d-f003.vmdk ] &&
+   [ "$(stat -c %s 2gflat/d-f003.vmdk)" = 1073741824 ]; then ok "2gflat: d-f003.vmdk added"
+else bad "2gflat: third extent line or file missing"; fi
+grep -q '^RW 2097152 SPARSE "d-s002.vmdk"$' 2gsparse/d.vmdk \
+    && ok "2gsparse: d-s002.vmdk added" || bad "2gsparse: second extent line missing"
+# The geometry follows qemu-img create for the new size.
+qemu-img create -q -f vmdk -o subformat=monolithicFlat ref3g.vmdk 3G
+[ "$(grep -a cylinders ref3g.vmdk)" = "$(grep -a cylinders mflat/d.vmdk)" ] \
+    && ok "mflat: cylinders as qemu-img create computes them" || bad "mflat: cylinders"
+
+# ------------------------------------------------------------- refusals
+
+# refuse NAME IMG FILES... -- ARGS...: resize fails with one error line and
+# every file of the image stays byte-identical.
+refuse() {
+    local n=$1 f rc=0
+    shift
+    local files=()
+    while [ "$1" != -- ]; do files+=("$1"); shift; done
+    shift
+    for f in "${files[@]}"; do cp --sparse=always "$f" "$f.orig"; done
+    "$DISKKIT" resize "$@" >/dev/null 2>"$T/err" || rc=$?
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l < "$T/err")" = 1 ]; then
+        ok "$n: refused ($(cat "$T/err"))"
+    else bad "$n: exit $rc, stderr: $(cat "$T/err")"; fi
+    for f in "${files[@]}"; do
+        cmp -s "$f" "$f.orig" && ok "$n: $f unchanged" || bad "$n: $f changed"
+        rm -f "$f.orig"
+    done
+}
+
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized msparse/ref.raw so.vmdk
+refuse "streamOptimized" so.vmdk -- so.vmdk +64M
+refuse "shrink (--shrink)" msparse/d.vmdk -- --shrink msparse/d.vmdk 64M
+refuse "shrink (no --shrink)" msparse/d.vmdk -- msparse/d.vmdk -1M
+refuse "read-only (-U)" msparse/d.vmdk -- -U msparse/d.vmdk +1M
+mkdir ro && qemu-img create -q -f vmdk -o subformat=monolithicFlat ro/d.vmdk 64M
+sed -i 's/^RW /RDONLY /' ro/d.vmdk
+refuse "RDONLY extent (read-only image)" ro/d.vmdk ro/d-flat.vmdk -- ro/d.vmdk +1M
+# A descriptor that fills its embedded area (20 sectors) cannot take the
+# longer numbers of the grown one (+10 digits: more than a shorter CID saves).
+qemu-img create -q -f vmdk full.vmdk 64M
+desc=$(head -c 10240 full.vmdk | tail -c +513 | tr -d '\0')
+pad=$((10240 - ${#desc} - 2))
+{ printf '%s\n' "$desc"; printf '#%*s\n' "$((pad - 1))" '' | tr ' ' x; } |
+    dd of=full.vmdk bs=512 seek=1 conv=notrunc status=none
+try "full descriptor: still readable" qemu-img check -q full.vmdk
+refuse "descriptor outgrows its embedded area" full.vmdk -- full.vmdk 10T
+# (Small files from here on: cmp reads the holes of sparse files too.)
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentFlat st.vmdk 64M
+qemu-io -f vmdk -c "write -P 0x44 0 64M" st.vmdk >/dev/null
+refuse "shrink twoGbMaxExtentFlat" st.vmdk st-f001.vmdk -- --shrink st.vmdk 32M
+# A stray file where the next extent goes: refused, not overwritten.
+echo stray > st-f002.vmdk
+refuse "extent name taken" st.vmdk st-f001.vmdk st-f002.vmdk -- st.vmdk +3G
+
+echo "passed $passes, failed $fails"
+[ $fails = 0 ] || exit 1
