@@ -31,6 +31,27 @@ if command -v vmdkinfo >/dev/null; then HAVE_VMDKINFO=1; else
     echo "note: vmdkinfo (libvmdk-utils) not installed: libvmdk checks skipped"
 fi
 
+# sparse_dirs FILE: every GD entry of the hosted sparse extent FILE points
+# at a GT inside the file, and with a redundant GD, the redundant GT is a
+# different, identical copy (qemu-img check does not look at the copies).
+sparse_dirs() {
+    python3 - "$1" <<'EOF'
+import struct, sys
+f = open(sys.argv[1], 'rb'); h = f.read(512)
+flags, cap, grain = struct.unpack_from('<IQQ', h, 8)
+ngte, = struct.unpack_from('<I', h, 44)
+rgd, gd = struct.unpack_from('<QQ', h, 48)
+n = -(-cap // (ngte * grain)); size = f.seek(0, 2)
+def rd(sec, cnt):
+    f.seek(sec * 512); return struct.unpack('<%dI' % cnt, f.read(4 * cnt))
+g = rd(gd, n); r = rd(rgd, n) if flags & 2 else None
+for i in range(n):
+    if not g[i] or g[i] * 512 + 4 * ngte > size: sys.exit('GT %d missing or past EOF' % i)
+    if r and (not r[i] or r[i] == g[i] or rd(g[i], ngte) != rd(r[i], ngte)):
+        sys.exit('redundant GT %d differs' % i)
+EOF
+}
+
 vsize() { qemu-img info "$1" | sed -n 's/^virtual size: .*(\([0-9]*\) bytes)$/\1/p'; }
 bytes() { numfmt --from=iec "${1^^}"; }
 
@@ -68,6 +89,11 @@ verify() {
     try "$n: diskkit reads qemu's write in the new area" \
         "$DISKKIT" compare -q -f vmdk -F raw "$img" "$raw"
     try "$n: qemu-img check after the write" qemu-img check -q "$img"
+    local f
+    for f in "$img" "${img%.vmdk}"-s*.vmdk; do
+        [ -f "$f" ] && [ "$(head -c 4 "$f")" = KDMV ] || continue
+        try "$n: GD/RGD and GTs of $(basename "$f")" sparse_dirs "$f"
+    done
     if [ $HAVE_VMDKINFO = 1 ]; then
         out=$(vmdkinfo "$img" 2>&1)
         grep -q "Media size:.*($size bytes)" <<<"$out" && ok "$n: vmdkinfo media size" || bad "$n: vmdkinfo does not show $size bytes"
@@ -98,9 +124,12 @@ grow() {
     done
 }
 
-# Slack: 100 MiB uses 4 of the 128 GD entries of its GD sector; 5 GiB needs
-# 160 entries, so GD and redundant GD move to the end of the file.
-grow msparse qemu-img monolithicSparse 100M +28M 5G
+# 100 MiB uses 4 of the 128 GD entries of its GD sector: +28M stays in the
+# last GT, +100M takes 3 entries of the slack, 5 GiB needs 160 entries, so
+# GD and redundant GD move to the end of the file.
+grow msparse qemu-img monolithicSparse 100M +28M +100M 5G
+gd=$(od -An -tu8 -j56 -N8 msparse/d.vmdk | tr -d ' ')
+[ "$gd" -gt 38 ] && ok "msparse: GD relocated to sector $gd" || bad "msparse: GD still at $gd"
 grow mflat qemu-img monolithicFlat 64M +64M 3G
 # 1.5 GiB: the last extent grows to 2 GiB, then new extent files follow.
 grow 2gsparse qemu-img twoGbMaxExtentSparse 1536M +64M 3G
