@@ -95,7 +95,9 @@ static int check_layout(struct dk_image *img, const struct vmdk_state *st)
     if (last->type == VMDK_EXT_FLAT && last->file->is_blockdev)
         return dk_set_error(img, -ENOTSUP, "vmdk: cannot grow extent '%s': it is a block "
                             "device", last->name);
-    if (st->desc.text && st->desc.n_ext != st->n_ext)
+    /* A monolithic file's embedded descriptor may list no extent. */
+    bool own = st->n_ext == 1 && !last->own_file && st->desc.n_ext == 0;
+    if (st->desc.text && st->desc.n_ext != st->n_ext && !own)
         return dk_set_error(img, -ENOTSUP, "vmdk: cannot resize: the embedded descriptor "
                             "names %zu extents, the file holds %zu", st->desc.n_ext,
                             st->n_ext);
@@ -163,7 +165,9 @@ static int plan(struct dk_image *img, const struct vmdk_state *st, uint64_t sect
                             VMDK_MAX_EXTENTS);
     if (g->n_new && !(g->paths = calloc(g->n_new, sizeof(char *))))
         return dk_set_error(img, -ENOMEM, "out of memory");
-    const struct vmdk_desc_extent *lx = &st->desc.ext[st->desc.n_ext - 1];
+    /* New extents only for twoGbMaxExtent*, whose descriptor lines match
+     * the extents one to one (check_layout). */
+    const char *type = g->n_new ? st->desc.ext[st->desc.n_ext - 1].type_name : "";
     uint64_t left = add - grow;
     for (size_t k = 0; k < g->n_new; k++) {
         uint64_t n = DK_MIN(left, VMDK_SPLIT_SECTORS);
@@ -171,7 +175,7 @@ static int plan(struct dk_image *img, const struct vmdk_state *st, uint64_t sect
                               st->n_ext, k + 1);
         int r = name && (g->paths[k] = dk_path_rel(img->filename, name)) ? 0 : -ENOMEM;
         if (r == 0)
-            r = add_new_line(g, lx->type_name, n, name);
+            r = add_new_line(g, type, n, name);
         free(name);
         if (r < 0)
             return dk_set_error(img, r, "out of memory");
@@ -270,6 +274,9 @@ static int write_tmp_desc(struct dk_image *img, const char *real, const struct g
     struct dk_file tf = { .fd = fd, .path = *tmp };
     struct dk_error err = { 0 };
     int r = fstat(img->file->fd, &sb) < 0 || fchmod(fd, sb.st_mode & 07777) < 0 ? -errno : 0;
+    /* The owner too, where allowed (only root may give files away). */
+    if (r == 0 && fchown(fd, sb.st_uid, sb.st_gid) < 0 && errno != EPERM)
+        r = -errno;
     if (r == 0)
         r = dk_file_pwrite(&tf, g->desc, g->desc_len, 0);
     if (r == 0)

@@ -494,10 +494,11 @@ int vmdk_sparse_grow(struct dk_image *img, struct vmdk_extent *e, uint64_t secto
         if (r == 0)
             r = write_dir(e->file, e->gd, 0, n, nh.gd_offset * VMDK_SECTOR);
     } else if (r == 0 && n > old) {
+        uint64_t tail = 4ull * old;
         if (e->rgd)
-            r = write_dir(e->file, e->rgd, old, n - old, e->h.rgd_offset * VMDK_SECTOR + 4ull * old);
+            r = write_dir(e->file, e->rgd, old, n - old, e->h.rgd_offset * VMDK_SECTOR + tail);
         if (r == 0)
-            r = write_dir(e->file, e->gd, old, n - old, e->h.gd_offset * VMDK_SECTOR + 4ull * old);
+            r = write_dir(e->file, e->gd, old, n - old, e->h.gd_offset * VMDK_SECTOR + tail);
     }
     if (r == 0)
         r = dk_file_flush(e->file);
