@@ -8,7 +8,9 @@
 #  - after each grow: qemu-img info shows the new size, qemu-img check and
 #    diskkit check are clean, old data is unchanged (qemu-img compare and
 #    diskkit compare against a raw copy extended with zeros), qemu-io
-#    writes past the old end and reads it back, vmdkinfo reports the size;
+#    writes past the old end and reads it back, vmdkinfo reports the size,
+#    the redundant GD/GTs mirror the primary ones, libvmdk (vmdkmount)
+#    reads the same content;
 #  - refusals leave every file byte-identical: streamOptimized, shrinking,
 #    a descriptor that would outgrow its embedded area, an extent file name
 #    already taken.
@@ -136,6 +138,35 @@ grow 2gsparse qemu-img twoGbMaxExtentSparse 1536M +64M 3G
 grow 2gflat qemu-img twoGbMaxExtentFlat 1536M +64M 3G 5G
 grow dk-msparse diskkit monolithicSparse 100M +64M 5G
 grow dk-2gsparse diskkit twoGbMaxExtentSparse 1536M 3G
+
+# libvmdk reads the grown disk like qemu (vmdkmount, FUSE): the first
+# 256 MiB (old data, first grows) and 64 MiB windows ending at each END
+# (qemu-io's writes past the old ends), so that reads go through the
+# relocated GD and the new extent files. Whole-disk cmp through FUSE is
+# too slow on a loaded machine.
+libvmdk_same() {
+    local n=$1 rc=0 e w
+    shift
+    mkdir -p "$T/mnt"
+    if ! timeout 30 vmdkmount "$n/d.vmdk" "$T/mnt" >/dev/null 2>&1; then
+        echo "note: vmdkmount cannot mount here (no FUSE?): libvmdk content check skipped"
+        return 0
+    fi
+    timeout 60 cmp -s -n 256M "$T/mnt/vmdk1" "$n/ref.raw" || rc=1
+    for e in "$@"; do
+        w=$(($(bytes "$e") - 67108864))
+        timeout 60 cmp -s -i "$w:$w" -n 64M "$T/mnt/vmdk1" "$n/ref.raw" || rc=1
+    done
+    fusermount -u "$T/mnt" 2>/dev/null || umount "$T/mnt"
+    [ $rc = 0 ] && ok "$n: libvmdk (vmdkmount) reads the same data" \
+        || bad "$n: libvmdk reads different data"
+}
+if command -v vmdkmount >/dev/null && command -v fusermount >/dev/null; then
+    libvmdk_same msparse 5G
+    libvmdk_same 2gsparse 1600M 3G
+else
+    echo "note: vmdkmount/fusermount not installed: libvmdk content check skipped"
+fi
 
 # New extents are named like the existing ones and listed in order.
 if grep -q '^RW 2097152 FLAT "d-f003.vmdk" 0$' 2gflat/d.vmdk && [ -f 2gflat/d-f003.vmdk ] &&
