@@ -173,6 +173,11 @@ static int plan(struct dk_image *img, const struct vmdk_state *st, uint64_t sect
         uint64_t n = DK_MIN(left, VMDK_SPLIT_SECTORS);
         char *name = new_name(last->name, img->filename, last->type == VMDK_EXT_FLAT,
                               st->n_ext, k + 1);
+        if (name && strpbrk(name, "\"\r\n")) {   /* cannot be quoted in a descriptor */
+            dk_set_error(img, -EINVAL, "vmdk: cannot name a new extent file '%s'", name);
+            free(name);
+            return -EINVAL;
+        }
         int r = name && (g->paths[k] = dk_path_rel(img->filename, name)) ? 0 : -ENOMEM;
         if (r == 0)
             r = add_new_line(g, type, n, name);
