@@ -9,8 +9,10 @@
 #    diskkit check are clean, old data is unchanged (qemu-img compare and
 #    diskkit compare against a raw copy extended with zeros), qemu-io
 #    writes past the old end and reads it back, vmdkinfo reports the size,
-#    the redundant GD/GTs mirror the primary ones, libvmdk (vmdkmount)
-#    reads the same content;
+#    the redundant GD/GTs mirror the primary ones, info/map JSON equal
+#    qemu-img's, libvmdk (vmdkmount) reads the same content;
+#  - a crash just before the sparse header write (simulated by restoring
+#    the old header and descriptor) leaves the old image intact;
 #  - refusals leave every file byte-identical: streamOptimized, shrinking,
 #    a descriptor that would outgrow its embedded area, an extent file name
 #    already taken.
@@ -75,6 +77,11 @@ verify() {
     [ "$(vsize "$img")" = "$size" ] && ok "$n: qemu-img info size $size" \
         || bad "$n: qemu-img info says $(vsize "$img"), expected $size"
     try "$n: qemu-img check" qemu-img check -q "$img"
+    sync   # actual-size (st_blocks) settles once delayed allocation is done
+    try "$n: diskkit info JSON equals qemu-img's" \
+        diff <("$DISKKIT" info --output json "$img") <(qemu-img info --output json "$img")
+    try "$n: diskkit map JSON equals qemu-img's" \
+        diff <("$DISKKIT" map --output json "$img") <(qemu-img map --output json "$img")
     try "$n: diskkit check" "$DISKKIT" check -q "$img"
     try "$n: qemu-img compare with the extended raw copy" \
         qemu-img compare -q -f vmdk -F raw "$img" "$raw"
@@ -167,6 +174,31 @@ if command -v vmdkmount >/dev/null && command -v fusermount >/dev/null; then
 else
     echo "note: vmdkmount/fusermount not installed: libvmdk content check skipped"
 fi
+
+# A crash just before the header write: everything else of the grow is on
+# disk (new GTs, GD entries in the slack or a relocated GD), the header and
+# embedded descriptor are still the old ones. Simulated by putting sectors
+# 0..20 back: the old image must be intact, and growing again must work.
+crash() {
+    local n=$1 size=$2 to=$3
+    rm -rf "$n" && mkdir "$n"
+    qemu-img create -q -f vmdk "$n/d.vmdk" "$size"
+    fill "$n/d.vmdk" "$size"
+    qemu-img convert -f vmdk -O raw "$n/d.vmdk" "$n/ref.raw"
+    dd if="$n/d.vmdk" of="$n/head" bs=512 count=21 status=none
+    "$DISKKIT" resize "$n/d.vmdk" "$to" >/dev/null
+    dd if="$n/head" of="$n/d.vmdk" bs=512 conv=notrunc status=none
+    [ "$(vsize "$n/d.vmdk")" = "$(bytes "$size")" ] && ok "$n: old size after the crash" \
+        || bad "$n: size $(vsize "$n/d.vmdk") after the crash"
+    try "$n: qemu-img check after the crash" qemu-img check -q "$n/d.vmdk"
+    try "$n: old data intact after the crash" \
+        qemu-img compare -q -f vmdk -F raw "$n/d.vmdk" "$n/ref.raw"
+    if "$DISKKIT" resize "$n/d.vmdk" "$to" >/dev/null; then ok "$n: grow again"
+    else bad "$n: grow again after the crash"; fi
+    verify "$n" "$n/d.vmdk" "$n/ref.raw" "$to"
+}
+crash crash-slack 100M 200M
+crash crash-reloc 100M 5G
 
 # New extents are named like the existing ones and listed in order.
 if grep -q '^RW 2097152 FLAT "d-f003.vmdk" 0$' 2gflat/d.vmdk && [ -f 2gflat/d-f003.vmdk ] &&
