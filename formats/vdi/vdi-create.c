@@ -183,6 +183,9 @@ int vdi_truncate(struct dk_image *img, uint64_t size, const char *prealloc, unsi
     if (s->nbad)
         return dk_set_error(img, -EIO, "vdi: the block map has invalid entries; "
                             "repair with 'diskkit check -r all' first");
+    int r = vdi_grow_prepare(img);
+    if (r < 0)
+        return r;
     uint64_t n = dk_div_round_up(nsize, s->hdr.block_size);
     uint32_t old = s->hdr.blocks_in_image;
     uint64_t room = (s->hdr.offset_data - s->hdr.offset_bmap) / 4;
@@ -191,14 +194,14 @@ int vdi_truncate(struct dk_image *img, uint64_t size, const char *prealloc, unsi
                             "than %u blocks", nsize, VDI_MAX_BLOCKS);
     if (n > room) {
         /* The map must move into the first data blocks (vdi-grow.c). */
-        int r = vdi_flush(img);
+        r = vdi_flush(img);
         if (r == 0)
             r = vdi_grow_moving(img, (uint32_t)n, nsize);
         if (r == 0)
             img->size = nsize;
         return r;
     }
-    int r = vdi_flush(img);
+    r = vdi_flush(img);
     if (r < 0)
         return r;
     if (n > old) {

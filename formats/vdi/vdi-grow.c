@@ -180,6 +180,20 @@ static int add_dummies(struct dk_image *img, const struct grow_plan *p)
     return r;
 }
 
+/* Step 2 without room for dummies: only the count covers the copies, so no
+ * writer can reuse their slots; the front slots are leaked until step 5. */
+static int raise_count(struct dk_image *img, const struct grow_plan *p)
+{
+    struct vdi_state *s = img->priv;
+    s->hdr.blocks_allocated = p->c0 + p->m;
+    int r = vdi_write_header(img);
+    if (r == 0)
+        r = sync_file(img);
+    if (r < 0)
+        s->hdr.blocks_allocated = p->ba;
+    return r;
+}
+
 /* Step 3: the guest entries move to the copies; the dummies, if any, take
  * the front slots. */
 static int repoint(struct dk_image *img, const struct grow_plan *p)
@@ -266,7 +280,7 @@ static int run_steps(struct dk_image *img, const struct grow_plan *p, uint64_t n
     int r = 0;
     if (p->m && (r = copy_front(img, p)) < 0)
         return r;
-    if (p->m && p->dummies && (r = add_dummies(img, p)) < 0)
+    if (p->m && (r = p->dummies ? add_dummies(img, p) : raise_count(img, p)) < 0)
         return r;
     if (p->m && (r = repoint(img, p)) < 0)
         return r;
@@ -306,4 +320,38 @@ int vdi_grow_moving(struct dk_image *img, uint32_t n, uint64_t nsize)
     free(p.pos);
     int r2 = vdi_scan_map(img);
     return r < 0 ? r : r2;
+}
+
+/* Makes the image dense and free of hidden entries before a grow.
+ * Entries past the guest size that hold data blocks (the dummies of a grow
+ * interrupted after step 2) would become visible, with stale data, when
+ * the disk grows over them; indices that are not dense (a grow without
+ * dummies interrupted after step 3) would make the front slots look used.
+ * Both are undone by the repair of vdi-check.c: hidden entries cleared,
+ * then the data blocks compacted to 0..count-1 (crash-safe, see there). */
+int vdi_grow_prepare(struct dk_image *img)
+{
+    struct vdi_state *s = img->priv;
+    uint64_t gb = dk_div_round_up(vdi_guest_size(&s->hdr), s->hdr.block_size);
+    bool hidden = false;
+    uint32_t used = 0;
+    for (uint64_t b = 0; b < s->hdr.blocks_in_image; b++) {
+        if (!vdi_entry_allocated(s->map[b]))
+            continue;
+        if (b < gb) {
+            used++;
+            continue;
+        }
+        s->map[b] = VDI_MAP_UNALLOCATED;
+        vdi_mark_dirty(s, (uint32_t)b);
+        hidden = true;
+    }
+    if (!hidden && used == s->hdr.blocks_allocated && s->next_index == used)
+        return 0;
+    struct dk_check_result res = { 0 };
+    int r = vdi_check(img, DK_FIX_LEAKS | DK_FIX_ERRORS, &res, NULL, NULL);
+    if (r == 0 && (res.corruptions || res.leaks))
+        r = dk_set_error(img, -EIO, "vdi: cannot compact the data blocks before growing; "
+                         "run 'diskkit check -r all'");
+    return r;
 }
