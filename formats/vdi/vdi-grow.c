@@ -28,27 +28,33 @@
  *     positions n0..n0+k-1, past the disk size, so never guest-visible):
  *     write dummy j -> copy j (j < m) or slot j (m <= j < k), then the
  *     header with blocks_in_image n0 + k, blocks_allocated c0 + m: the
- *     image is dense again, the copies referenced by dummies;
+ *     image is dense again, the copies referenced by dummies. Without that
+ *     room (the old map fills its last sector, e.g. qemu-made sizes that
+ *     are multiples of 128 MiB): only blocks_allocated = c0 + m;
  *  3. dummy j -> slot j, then the guest entry that used slot j -> copy j
- *     (same data in both); now slots 0..k-1 are referenced by dummies only;
+ *     (same data in both); now slots 0..k-1 are referenced by dummies only
+ *     (or by nothing, without dummies);
  *  4. write the new map (indices - k, new entries free, or preallocated
  *     for static images) over slots 0..k-1, extend a static file;
  *  5. one header write: offset_bmap = old offset_data, offset_data += k *
  *     stride, blocks_allocated c0 + m - k, the new size and block count.
- * A crash leaves the old image (before 2's header write), an image of the
- * old size with hidden dummy blocks (after it; qemu-img check clean, and
- * the next resize reuses nothing of it), or the new image (after 5).
- * Between the two writes of 3, slot j or copy j is used by a guest entry
- * and a dummy at once: the data are identical and diskkit ignores the
- * dummy, but qemu-img check counts it ("also used by") until the next
- * write of the entry. Without room for the dummies (old map full to the
- * sector, e.g. qemu-made sizes that are multiples of 128 MiB), step 2 is
- * skipped and 3 only repoints the guest entries: the image stays clean for
- * qemu-img check until 5, but its indices are not dense in between, so
- * qemu or VirtualBox writing to an image left by a crash there could
- * reuse copy j; diskkit never does (vdi.h invariant 2), and `diskkit check
- * -r all` compacts it. Images with no dummy room and ba + k > n0 (full)
- * are refused: no valid intermediate state exists for them.
+ * What a crash leaves: before 2's header write the old image (plus
+ * unreferenced copies past its end); after 5 the new one. In between, with
+ * dummies, an image of the old size whose hidden dummies hold k blocks:
+ * qemu-img check clean, dense, safe for any writer. Without dummies, the
+ * count is k above the referenced blocks in between: qemu-img check
+ * reports "allocated blocks mismatch" (diskkit check: k leaked blocks),
+ * but no data is lost and qemu or VirtualBox writing to it allocate past
+ * the copies. (Keeping the count instead would pass qemu-img check but let
+ * qemu's allocator, which takes index blocks_allocated, overwrite copy 0.)
+ * Also between the two writes of step 3, slot j or copy j is used by a
+ * guest entry and a dummy at once; the data are identical, diskkit ignores
+ * the dummy, qemu-img check would count it.
+ * Images without dummy room whose data fill the map (ba + k > n0, e.g. a
+ * static 1 GiB image made by qemu-img) are refused: no intermediate state
+ * exists that both readers accept. The next grow (vdi_grow_prepare) clears
+ * hidden entries and compacts the data blocks, so resizing again after a
+ * crash finishes the job.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
