@@ -233,11 +233,15 @@ static int write_moved_map(struct dk_image *img, const struct grow_plan *p, uint
     bool is_static = s->hdr.image_type == VDI_TYPE_STATIC;
     *ba = p->c0 + p->m - p->k;
     for (uint32_t b = 0; b < p->n; b++) {
+        uint32_t e = b < p->n0 ? s->map[b] : VDI_MAP_UNALLOCATED;
         if (b >= p->n0)
-            nm[b] = is_static ? (*ba)++ : VDI_MAP_UNALLOCATED;
-        else
-            /* Every guest entry is >= k after step 3. */
-            nm[b] = vdi_entry_allocated(s->map[b]) ? s->map[b] - p->k : s->map[b];
+            e = is_static ? (*ba)++ : VDI_MAP_UNALLOCATED;
+        else if (vdi_entry_allocated(e) && e < p->k)   /* step 3 moved them all */
+            return dk_corrupt(img, "vdi: block map entry %" PRIu32 " still uses data "
+                              "block %" PRIu32 " after the move", b, e);
+        else if (vdi_entry_allocated(e))
+            e -= p->k;
+        nm[b] = e;
     }
     int r = put_entries(img, nm, p->n, p->old_od);
     uint64_t tail = p->map_bytes - (uint64_t)p->n * 4;

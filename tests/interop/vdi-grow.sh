@@ -58,6 +58,8 @@ assert_eq "$(field q.vdi 1)" 1024 "map moved to the old data offset"
 assert_eq "$(qemu-img info -f vdi q.vdi | sed -n 's/^virtual size: \(.*\) (.*/\1/p')" \
     "1 GiB" "qemu-img info virtual size"
 verify q.vdi q.raw "qemu 64M dynamic grown to 1G"
+DK map --output json q.vdi > dk.map; qemu-img map --output json -f vdi q.vdi > q.map
+cmp -s dk.map q.map || fail "map --output json differs from qemu-img's after the move"
 # qemu-io writes past the old end and reads back; diskkit reads the same.
 qemu-io -f vdi -c 'write -P 0x55 64M 1M' -c 'write -P 0x66 1023M 512k' q.vdi >/dev/null
 qemu-io -f vdi -c 'read -P 0x55 64M 1M' -c 'read -P 0x66 1023M 512k' \
@@ -105,6 +107,8 @@ read -r bm bd sz n alloc <<<"$(hdr s.vdi)"
 assert_eq "$alloc/$n" "1024/1024" "static: every block allocated"
 assert_eq "$(stat -c %s s.vdi)" $((bd + 1024 * MiB)) "static file size"
 verify s.vdi s.raw "static 64M grown to 1G"
+DK map --output json s.vdi > dk.map; qemu-img map --output json -f vdi s.vdi > q.map
+cmp -s dk.map q.map || fail "static: map --output json differs from qemu-img's"
 DK create -f vdi -o static=on s2.vdi 32M >/dev/null
 qemu-io -f vdi -c 'write -P 0x22 31M 1M' s2.vdi >/dev/null
 truncate -s 32M s2.raw; qemu-io -f raw -c 'write -P 0x22 31M 1M' s2.raw >/dev/null
