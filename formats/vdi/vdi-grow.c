@@ -125,9 +125,11 @@ static int plan(struct dk_image *img, uint32_t n, struct grow_plan *p)
     uint64_t room = (p->old_od - s->hdr.offset_bmap) / 4;
     p->dummies = room >= (uint64_t)p->n0 + p->k;
     if (!p->dummies && (uint64_t)p->c0 + p->m > p->n0)
-        return dk_set_error(img, -ENOTSUP, "vdi: cannot grow: the block map is full to its "
-                            "last sector and so are the data blocks, which leaves no "
-                            "crash-safe way to move them; convert the image instead");
+        return dk_set_error(img, -ENOTSUP, "vdi: cannot grow: moving the map frees %" PRIu32
+                            " data block(s) by copying them, but the map is full to its last "
+                            "sector and %" PRIu32 " of its %" PRIu32 " blocks are allocated; "
+                            "no crash-safe order exists, convert the image instead",
+                            p->k, p->ba, p->n0);
     p->pos = malloc((size_t)(p->m ? p->m : 1) * sizeof(uint32_t));
     if (!p->pos)
         return dk_set_error(img, -ENOMEM, "out of memory");
