@@ -5,7 +5,8 @@
 #  1. a qemu-made 64M dynamic VDI grown to 1G, then to 257G (second move);
 #  2. a diskkit-made VDI, a qemu 1G VDI with a full map sector (the path
 #     without hidden entries), a 64M VDI with one block grown to 257G (fewer
-#     blocks in use than slots freed), static VDIs;
+#     blocks in use than slots freed), static VDIs, block_extra 512, and
+#     the refused case (map and data both full);
 #  3. an interrupted grow left after step 2 (built here with python3) reads
 #     the same, passes qemu-img check, and a later grow finishes cleanly;
 #  4. SIGKILL at varying times during grows of 200M/256M of data: qemu-img
@@ -116,6 +117,32 @@ DK resize s2.vdi 100M >/dev/null || fail "static grow in place"
 verify s2.vdi s2.raw "diskkit static 32M grown in place to 100M"
 DK resize s2.vdi 4G >/dev/null || fail "resize diskkit static"
 verify s2.vdi s2.raw "diskkit static grown to 4G"
+
+# block_extra 512 (VirtualBox may reserve bytes before each block; qemu
+# ignores the field, so only diskkit reads it): the move copies whole
+# strides. Built with python3 from a raw file: blocks 0, 5 and 63.
+truncate -s 64M x.raw
+write_random x.raw 0 1M; write_random x.raw 5M 1M; write_random x.raw 63M 1M
+qemu-img create -q -f vdi x.vdi 64M
+python3 - x.vdi x.raw <<'EOF'
+import struct, sys
+f = open(sys.argv[1], 'r+b'); raw = open(sys.argv[2], 'rb').read()
+b = bytearray(f.read(512)); bm, bd = struct.unpack_from('<II', b, 340)
+bs, extra = 1 << 20, 512
+for idx, blk in enumerate((0, 5, 63)):
+    f.seek(bm + blk * 4); f.write(struct.pack('<I', idx))
+    f.seek(bd + idx * (bs + extra)); f.write(b'\xee' * extra + raw[blk * bs:(blk + 1) * bs])
+struct.pack_into('<I', b, 380, extra); struct.pack_into('<I', b, 388, 3)
+f.seek(0); f.write(b); f.close()
+EOF
+DK compare x.vdi x.raw >/dev/null || fail "block_extra fixture reads back"
+DK resize x.vdi 1G >/dev/null || fail "resize with block_extra"
+truncate -s 1G x.raw
+DK compare x.vdi x.raw >/dev/null || fail "block_extra: data after the move"
+DK check x.vdi >/dev/null || fail "block_extra: diskkit check after the move"
+qemu-img check -q -f vdi x.vdi || fail "block_extra: qemu-img check after the move"
+assert_eq "$(field x.vdi 2)" $((1024 + 1048576 + 512)) "block_extra: data offset moved a stride"
+note "ok: block_extra 512 grown to 1G ($(hdr x.vdi))"
 
 # Full map sector and full data: no safe intermediate state -> refused,
 # the file untouched.
