@@ -263,10 +263,14 @@ static uint64_t wc_order[4096];
 static size_t wc_n;
 static int wc_compressed, wc_plain;
 
+static bool fake_refuses;   /* answer the engine's probe with -ENOTSUP */
+
 static ssize_t fake_compress(struct dk_image *img, const void *in, size_t len, void *out,
                              size_t cap)
 {
     const uint8_t *p = in;
+    if (len == 0)       /* the probe before a copy */
+        return fake_refuses ? dk_set_error(img, -ENOTSUP, "fake: no compression here") : 0;
     ck_assert_uint_le(len, FAKE_CLUSTER);
     ck_assert_uint_ge(cap, 1);
     for (size_t i = 1; i < len; i++)
@@ -374,6 +378,40 @@ START_TEST(compressed_partial_tail)
 }
 END_TEST
 
+START_TEST(compress_refused_by_probe)
+{
+    /* A destination whose probe refuses compression fails the copy before
+     * anything is written, with the driver's reason. */
+    make_file("src", 2 * FAKE_CLUSTER);
+    fill("src", 0, 2 * FAKE_CLUSTER, 0x44);
+    make_file("dst", 2 * FAKE_CLUSTER);
+    struct dk_image *s = open_raw("src", 0), *d = open_raw("dst", 1);
+    struct dk_driver fake = *d->drv;
+    fake.compress = fake_compress;
+    fake.write_compressed = fake_write_compressed;
+    fake.info = fake_info;
+    d->drv = &fake;
+    wc_n = 0;
+    fake_refuses = true;
+    struct dk_copy_args a = { .src = &s, .nsrc = 1, .dst = d,
+                              .flags = DK_COPY_COMPRESS | DK_COPY_TARGET_ZERO };
+    struct dk_error e;
+    int r = dk_copy(&a, &e);
+    fake_refuses = false;
+    d->drv = &dk_drv_raw;
+    dk_close(d);
+    dk_close(s);
+    ck_assert_int_eq(r, -ENOTSUP);
+    ck_assert_msg(strstr(e.msg, "fake: no compression here"), "%s", e.msg);
+    ck_assert_uint_eq(wc_n, 0);
+    size_t n;
+    uint8_t *y = slurp("dst", &n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(y[i], 0);
+    free(y);
+}
+END_TEST
+
 static int compare(const char *x, const char *y, unsigned flags, uint64_t *mm, char *msg)
 {
     struct dk_image *a = open_raw(x, 0), *b = open_raw(y, 0);
@@ -441,6 +479,7 @@ static Suite *suite(void)
     tcase_add_test(t, compare_verdicts);
     tcase_add_test(t, compressed_in_order);
     tcase_add_test(t, compressed_partial_tail);
+    tcase_add_test(t, compress_refused_by_probe);
     suite_add_tcase(s, t);
     return s;
 }
