@@ -185,6 +185,10 @@ struct qcow2_state {
     uint64_t snap_table_bytes;
 
     struct qcow2_crypt *crypt;   /* qcow2-crypt.c; NULL when not encrypted */
+
+    /* preallocation=metadata detected (qcow2-cluster.c): data clusters
+     * may be host holes, which block status then reports as zeros */
+    bool meta_prealloc_checked, meta_prealloc;
 };
 
 /* Kinds of L2 entries (standard entries, no subclusters). */

@@ -22,7 +22,6 @@
 
 #include "vmdk.h"
 
-#define SPLIT_SECTORS (2ull * 1024 * 1024 * 1024 / VMDK_SECTOR)   /* 2 GiB extents */
 #define DESC_SECTORS  20
 
 const struct dk_optdesc vmdk_create_opts[] = {
@@ -142,8 +141,7 @@ static const char *base_name(const char *path)
     return s ? s + 1 : path;
 }
 
-/* "dir/name.vmdk" + "-f001" -> "dir/name-f001.vmdk" (qemu's naming). */
-static char *extent_path(const char *filename, const char *suffix)
+char *vmdk_extent_path(const char *filename, const char *suffix)
 {
     const char *base = base_name(filename), *dot = strrchr(base, '.');
     size_t stem = dot ? (size_t)(dot - filename) : strlen(filename);
@@ -159,11 +157,11 @@ static int make_extents(struct create_job *j)
     bool flat = strstr(j->sub, "Flat") != NULL, split = !strncmp(j->sub, "twoGb", 5);
     uint64_t left = j->sectors;
     for (unsigned i = 1; left || i == 1; i++) {
-        uint64_t n = split ? DK_MIN(left, SPLIT_SECTORS) : left;
+        uint64_t n = split ? DK_MIN(left, VMDK_SPLIT_SECTORS) : left;
         char suffix[16];
         if (split)
             snprintf(suffix, sizeof(suffix), "-%c%03u", flat ? 'f' : 's', i);
-        char *path = extent_path(j->c->filename, split ? suffix : "-flat");
+        char *path = vmdk_extent_path(j->c->filename, split ? suffix : "-flat");
         struct dk_file *f = NULL;
         int r = path ? new_file(j, path, &f) : dk_error_set(j->c->err, -ENOMEM, "oom");
         if (r == 0 && flat && (r = dk_file_truncate(f, n * VMDK_SECTOR)) < 0)

@@ -332,3 +332,100 @@ char *vmdk_desc_generate(const struct vmdk_desc_gen *g, const char *extent_lines
         cyl, heads, g->adapter, g->tools_version);
     return n < 0 ? NULL : out;
 }
+
+/* ------------------------------------------------------------ grow */
+
+/* Value of `KEY = "VALUE"` (quotes optional) in the text of D, as a
+ * number; DEF when absent or not a number. */
+static uint64_t ddb_number(const struct vmdk_desc *d, const char *key, uint64_t def)
+{
+    const char *p = d->text, *end = d->text + d->len;
+    size_t kl = strlen(key);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end, *s = skip_ws(p, le);
+        if ((size_t)(le - s) > kl && !memcmp(s, key, kl)) {
+            const char *v = skip_ws(s + kl, le), *stop;
+            uint64_t n;
+            if (v < le && *v == '=') {
+                v = skip_ws(v + 1, le);
+                v += v < le && *v == '"';
+                return parse_u64(v, le, &stop, &n) == 0 && n ? n : def;
+            }
+        }
+        p = nl ? nl + 1 : end;
+    }
+    return def;
+}
+
+/* True when the line at S (trimmed, ending at LE) sets KEY. */
+static bool line_key_is(const char *s, const char *le, const char *key)
+{
+    size_t kl = strlen(key);
+    if ((size_t)(le - s) <= kl || memcmp(s, key, kl))
+        return false;
+    const char *v = skip_ws(s + kl, le);
+    return v < le && *v == '=';
+}
+
+/* Writes line [S, LE) of an extent line with its sectors set to SECTORS. */
+static void put_extent_sectors(FILE *out, const char *p, const char *le, uint64_t sectors)
+{
+    const char *s = skip_ws(p, le);
+    while (s < le && *s != ' ' && *s != '\t')
+        s++;
+    s = skip_ws(s, le);
+    const char *e = s;
+    while (e < le && *e >= '0' && *e <= '9')
+        e++;
+    fprintf(out, "%.*s%" PRIu64 "%.*s", (int)(s - p), p, sectors, (int)(le - e), e);
+}
+
+char *vmdk_desc_grown(const struct vmdk_desc *d, uint32_t cid, uint64_t last_sectors,
+                      const char *new_lines, uint64_t total, size_t *len)
+{
+    /* The geometry the descriptor already gives (qemu-img create: 63
+     * sectors, 16 heads for ide adapters, else 255). */
+    uint64_t heads = ddb_number(d, "ddb.geometry.heads", 16);
+    uint64_t secs = ddb_number(d, "ddb.geometry.sectors", 63);
+    if (heads > 255)   /* CHS limits: also keeps heads * secs from wrapping */
+        heads = 16;
+    if (secs > 63)
+        secs = 63;
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&buf, &size);
+    if (!out)
+        return NULL;
+    const char *p = d->text, *end = d->text + d->len;
+    size_t ext = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end, *s = skip_ws(p, le);
+        bool cr = le > p && le[-1] == '\r';
+        const char *eol = cr ? "\r\n" : "\n", *body_end = cr ? le - 1 : le;
+        if (is_extent_line(s, body_end) && ++ext == d->n_ext) {
+            put_extent_sectors(out, p, body_end, last_sectors);
+            fputs(eol, out);
+            for (const char *q = new_lines; q && *q;) {
+                const char *qe = strchr(q, '\n');
+                fprintf(out, "%.*s%s", (int)(qe - q), q, eol);
+                q = qe + 1;
+            }
+        } else if (line_key_is(s, body_end, "CID")) {
+            fprintf(out, "%.*sCID=%" PRIx32 "%s", (int)(s - p), p, cid, eol);
+        } else if (line_key_is(s, body_end, "ddb.geometry.cylinders")) {
+            fprintf(out, "%.*sddb.geometry.cylinders = \"%" PRIu64 "\"%s", (int)(s - p), p,
+                    total / (heads * secs), eol);
+        } else {
+            fwrite(p, 1, (size_t)(le - p) + (nl ? 1 : 0), out);
+        }
+        p = nl ? nl + 1 : end;
+    }
+    if (fclose(out) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *len = size;
+    return buf;
+}

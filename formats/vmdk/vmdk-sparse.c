@@ -17,6 +17,8 @@
  *     unwritten data.
  *  3. New grains and GTs are appended at the (grain-aligned) end of file,
  *     as qemu does; e->file_size tracks that end.
+ * Growing (vmdk_sparse_grow): new GTs at the end of file, GD entries in the
+ * slack of the last GD sector or GD and RGD moved to the end of file.
  * Known gaps: no fragmentation reuse of leaked grains; compressed grains
  * of a stream extent are never overwritten (stream files are write-once).
  * SPDX-License-Identifier: MIT
@@ -354,5 +356,161 @@ int vmdk_sparse_zero(struct dk_image *img, struct vmdk_extent *e, uint64_t first
         if (r < 0)
             return r;
     }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ grow */
+
+static int write_zeros(struct dk_file *f, uint64_t off, uint64_t len)
+{
+    static const uint8_t z[64 * 1024];
+    while (len) {
+        size_t n = (size_t)DK_MIN(len, (uint64_t)sizeof(z));
+        int r = dk_file_pwrite(f, z, n, off);
+        if (r < 0)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Writes entries [FIRST, FIRST+N) of directory D at byte offset OFF. */
+static int write_dir(struct dk_file *f, const uint32_t *d, uint32_t first, uint32_t n,
+                     uint64_t off)
+{
+    uint8_t *raw = malloc((size_t)n * 4 + 1);
+    if (!raw)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        dk_put_le32(raw + 4ull * i, d[first + i]);
+    int r = dk_file_pwrite(f, raw, (size_t)n * 4, off);
+    free(raw);
+    return r;
+}
+
+/* Grains past the old end inside the last old GT must be unallocated, or
+ * growing would expose whatever they hold. */
+static int check_tail(struct dk_image *img, struct vmdk_extent *e)
+{
+    uint32_t last = e->gd_entries - 1;
+    uint64_t first = dk_div_round_up(e->h.capacity, e->h.grain_size);
+    if (e->gd[last] == 0 || first >= (uint64_t)e->gd_entries * e->h.num_gtes)
+        return 0;
+    uint32_t *gt = vmdk_sparse_gt(img, e, last);
+    if (!gt)
+        return -EIO;
+    for (uint64_t j = first - (uint64_t)last * e->h.num_gtes; j < e->h.num_gtes; j++)
+        if (gt[j] != 0)
+            return dk_set_error(img, -EINVAL, "vmdk: %s: grain table %u has entries past "
+                                "the end of the disk; refusing to grow over them",
+                                e->file->path, last);
+    return 0;
+}
+
+/* Rewrites capacity and directory offsets in the header sector, keeping
+ * every other byte as found. */
+static int write_header(struct vmdk_extent *e, const struct vmdk_header *nh)
+{
+    uint8_t b[VMDK_SECTOR];
+    int r = dk_file_pread(e->file, b, sizeof(b), 0);
+    if (r < 0)
+        return r;
+    dk_put_le64(b + 12, nh->capacity);
+    dk_put_le64(b + 48, nh->rgd_offset);
+    dk_put_le64(b + 56, nh->gd_offset);
+    if ((r = dk_file_pwrite(e->file, b, sizeof(b), 0)) < 0)
+        return r;
+    return dk_file_flush(e->file);
+}
+
+/* Lays out the new GTs (and GD, RGD when relocated) from byte POS on:
+ * fills the in-memory directories and NH, returns the new end of file. */
+static uint64_t grow_layout(struct vmdk_extent *e, uint32_t n, bool relocate, uint64_t pos,
+                            struct vmdk_header *nh)
+{
+    uint64_t gt_bytes = dk_round_up((uint64_t)e->h.num_gtes * 4, VMDK_SECTOR);
+    uint64_t dir_bytes = dk_round_up((uint64_t)n * 4, VMDK_SECTOR);
+    uint32_t old = e->gd_entries;
+    for (uint32_t i = old; i < n; i++) {
+        e->gd[i] = (uint32_t)((pos + (i - old) * gt_bytes) / VMDK_SECTOR);
+        if (e->rgd)
+            e->rgd[i] = (uint32_t)((pos + (n - old + i - old) * gt_bytes) / VMDK_SECTOR);
+    }
+    uint64_t end = pos + (uint64_t)(n - old) * gt_bytes * (e->rgd ? 2 : 1);
+    if (relocate && e->rgd) {
+        nh->rgd_offset = end / VMDK_SECTOR;
+        end += dir_bytes;
+    }
+    if (relocate) {
+        nh->gd_offset = end / VMDK_SECTOR;
+        end += dir_bytes;
+    }
+    return end;
+}
+
+static int grow_dirs(struct vmdk_extent *e, uint32_t n)
+{
+    uint32_t *d = realloc(e->gd, (size_t)n * 4);
+    if (!d)
+        return -ENOMEM;
+    e->gd = d;
+    if (e->rgd) {
+        if (!(d = realloc(e->rgd, (size_t)n * 4)))
+            return -ENOMEM;
+        e->rgd = d;
+    }
+    return 0;
+}
+
+int vmdk_sparse_grow(struct dk_image *img, struct vmdk_extent *e, uint64_t sectors)
+{
+    struct vmdk_header nh = e->h;
+    nh.capacity = sectors;
+    uint64_t n64 = gd_entries(&nh);
+    if (sectors > VMDK_MAX_SECTORS || n64 > VMDK_MAX_GD_ENTRIES)
+        return dk_set_error(img, -EFBIG, "vmdk: %s: %llu sectors is too large for a sparse "
+                            "extent", e->file->path, (unsigned long long)sectors);
+    uint32_t old = e->gd_entries, n = (uint32_t)n64;
+    int r = check_tail(img, e);
+    if (r < 0)
+        return r;
+    /* The directories fill whole sectors: entries up to the end of the
+     * last sector are slack that new entries can use in place. */
+    bool relocate = (uint64_t)n * 4 > dk_round_up((uint64_t)old * 4, VMDK_SECTOR);
+    if (n > old && grow_dirs(e, n) < 0)
+        return dk_set_error(img, -ENOMEM, "out of memory");
+    uint64_t pos = dk_round_up(e->file_size, VMDK_SECTOR);
+    uint64_t end = grow_layout(e, n, relocate, pos, &nh);
+    if (end / VMDK_SECTOR > UINT32_MAX)
+        return dk_set_error(img, -EFBIG, "vmdk: %s: extent file would exceed 2 TiB",
+                            e->file->path);
+    /* 1. New GTs, directories, flushed; 2. the header that makes them
+     * reachable. A crash before 2 leaves the old extent with extra space. */
+    r = write_zeros(e->file, pos, end - pos);
+    if (r == 0 && relocate) {
+        if (e->rgd)
+            r = write_dir(e->file, e->rgd, 0, n, nh.rgd_offset * VMDK_SECTOR);
+        if (r == 0)
+            r = write_dir(e->file, e->gd, 0, n, nh.gd_offset * VMDK_SECTOR);
+    } else if (r == 0 && n > old) {
+        uint64_t tail = 4ull * old;
+        if (e->rgd)
+            r = write_dir(e->file, e->rgd, old, n - old, e->h.rgd_offset * VMDK_SECTOR + tail);
+        if (r == 0)
+            r = write_dir(e->file, e->gd, old, n - old, e->h.gd_offset * VMDK_SECTOR + tail);
+    }
+    if (r == 0)
+        r = dk_file_flush(e->file);
+    if (r == 0)
+        r = write_header(e, &nh);
+    if (r < 0) {
+        dk_file_size(e->file, &e->file_size);
+        return dk_set_error(img, r, "vmdk: %s: growing the extent: %s", e->file->path,
+                            strerror(-r));
+    }
+    e->file_size = DK_MAX(e->file_size, end);
+    e->h = nh;
+    e->gd_entries = n;
     return 0;
 }

@@ -6,14 +6,15 @@
  * matched where it is observable: info JSON (format-specific "vmdk" data),
  * check messages ("points after EOF" -> corruption), the parent CID check
  * (a child whose parentCID differs from its parent's CID fails reads of
- * unallocated data with EINVAL), no resize, version 3 uncompressed extents
- * read-only.
+ * unallocated data with EINVAL), version 3 uncompressed extents read-only.
+ * Resize (grow only) goes beyond qemu, which cannot resize VMDK at all
+ * (vmdk-resize.c).
  *
  * Trust policy: extent files are opened with dk_file_open_rel, so they must
  * resolve inside the descriptor's directory unless DK_OPEN_ALLOW_EXTERNAL.
  * Known gaps: VMFSSPARSE (COWD), SESPARSE, VMFSRDM/VMFSRAW extents are
  * refused; RDONLY extents force a read-only open; NOACCESS extents fail
- * reads; no resize (qemu cannot resize VMDK either).
+ * reads.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -62,7 +63,7 @@ int vmdk_parent_check(struct dk_image *img)
     return 0;
 }
 
-static struct vmdk_extent *add_extent(struct dk_image *img, struct vmdk_state *st)
+struct vmdk_extent *vmdk_add_extent(struct dk_image *img, struct vmdk_state *st)
 {
     void *n = realloc(st->ext, (st->n_ext + 1) * sizeof(*st->ext));
     if (!n) {
@@ -75,8 +76,8 @@ static struct vmdk_extent *add_extent(struct dk_image *img, struct vmdk_state *s
     return e;
 }
 
-static int open_one(struct dk_image *img, struct vmdk_extent *e,
-                    const struct vmdk_desc_extent *x)
+int vmdk_open_extent(struct dk_image *img, struct vmdk_extent *e,
+                     const struct vmdk_desc_extent *x)
 {
     e->type = x->type;
     e->access = x->access;
@@ -113,11 +114,11 @@ static int open_desc_extents(struct dk_image *img, struct vmdk_state *st)
         return dk_set_error(img, -EINVAL, "vmdk: the descriptor names no extents");
     uint64_t start = 0;
     for (size_t i = 0; i < st->desc.n_ext; i++) {
-        struct vmdk_extent *e = add_extent(img, st);
+        struct vmdk_extent *e = vmdk_add_extent(img, st);
         if (!e)
             return -ENOMEM;
         e->start = start;
-        int r = open_one(img, e, &st->desc.ext[i]);
+        int r = vmdk_open_extent(img, e, &st->desc.ext[i]);
         if (r < 0)
             return r;
         start += e->bytes;
@@ -176,7 +177,7 @@ static int open_sparse_file(struct dk_image *img, struct vmdk_state *st, uint64_
         st->desc_cap = DK_MIN(st->desc_cap, len);
         return open_desc_extents(img, st);
     }
-    struct vmdk_extent *e = add_extent(img, st);
+    struct vmdk_extent *e = vmdk_add_extent(img, st);
     if (!e)
         return -ENOMEM;
     e->type = VMDK_EXT_SPARSE;
@@ -263,14 +264,6 @@ static void vmdk_close(struct dk_image *img)
     free(st->ext);
     free(st->create_type);
     vmdk_desc_free(&st->desc);
-}
-
-static int vmdk_truncate(struct dk_image *img, uint64_t size, const char *prealloc,
-                         unsigned flags)
-{
-    (void)size, (void)prealloc, (void)flags;
-    return dk_set_error(img, -ENOTSUP, "vmdk: resizing VMDK images is not supported "
-                        "(qemu-img cannot resize them either); convert to qcow2 or raw");
 }
 
 /* ------------------------------------------------------------------ info */

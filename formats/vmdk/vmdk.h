@@ -13,7 +13,9 @@
  *   vmdk-create.c  create for every subformat
  *   vmdk-io.c      read/write/zero/flush/block status over the extents,
  *                  CID update, compressed-write hooks of the copy engine
- *   vmdk.c         probe, open/close, info, check, no resize; driver table
+ *   vmdk-resize.c  growing (resize): flat and sparse extents, new 2 GB
+ *                  extent files, descriptor rewrite
+ *   vmdk.c         probe, open/close, info, check; driver table
  * SPDX-License-Identifier: MIT
  */
 #ifndef DK_VMDK_H
@@ -63,6 +65,8 @@
 /* Compressed grain payload: zlib's worst case for a 1 GiB grain stays far
  * below grain + grain/8; anything larger is corrupt. */
 #define VMDK_MAX_CGRAIN(gbytes) ((gbytes) + (gbytes) / 8 + 4096)
+/* Extent size of the twoGbMaxExtent* subformats (2 GiB, as qemu-img). */
+#define VMDK_SPLIT_SECTORS     (2ull * 1024 * 1024 * 1024 / VMDK_SECTOR)
 /* Grain tables cached per sparse extent (2 KiB each). */
 #define VMDK_GT_CACHE          32
 
@@ -187,6 +191,13 @@ struct vmdk_desc_gen {
  * qemu-img writes them; extent lines are appended by the caller between.
  * Returns a malloc'd string or NULL. */
 char *vmdk_desc_generate(const struct vmdk_desc_gen *g, const char *extent_lines);
+/* The descriptor of D after a grow: CID set to CID, the sectors of the
+ * last extent line set to LAST_SECTORS, NEW_LINES (one extent line per
+ * "\n"-ended line, or NULL) inserted after it, ddb.geometry.cylinders
+ * recomputed for TOTAL sectors. Line ends (LF or CRLF) and every other
+ * line are kept. Returns a malloc'd string (length in *LEN) or NULL. */
+char *vmdk_desc_grown(const struct vmdk_desc *d, uint32_t cid, uint64_t last_sectors,
+                      const char *new_lines, uint64_t total, size_t *len);
 
 /* ------------------------------------------------------------ vmdk-sparse.c */
 
@@ -211,6 +222,11 @@ int vmdk_sparse_write(struct dk_image *img, struct vmdk_extent *e,
 /* Marks whole grains [FIRST, FIRST+N) as zeroed grains. */
 int vmdk_sparse_zero(struct dk_image *img, struct vmdk_extent *e,
                      uint64_t first, uint64_t n);
+/* Grows the capacity of an uncompressed sparse extent to SECTORS: new
+ * zero-filled GTs (and redundant GTs) appended, GD entries written into
+ * the GD slack or GD and RGD relocated to the end of file, flushed, then
+ * the header rewritten and flushed. A failure leaves the old extent valid. */
+int vmdk_sparse_grow(struct dk_image *img, struct vmdk_extent *e, uint64_t sectors);
 
 /* ------------------------------------------------------------ vmdk-stream.c */
 
@@ -266,6 +282,16 @@ size_t vmdk_find_extent(const struct vmdk_state *st, uint64_t off);
 /* Verifies once per session that the parent's CID matches our parentCID
  * before parent data is used (qemu fails such reads with EINVAL). */
 int vmdk_parent_check(struct dk_image *img);
+/* Appends a zeroed extent to ST (pointers into st->ext are invalidated). */
+struct vmdk_extent *vmdk_add_extent(struct dk_image *img, struct vmdk_state *st);
+/* Opens the extent the descriptor line X names into E (start preset). */
+int vmdk_open_extent(struct dk_image *img, struct vmdk_extent *e,
+                     const struct vmdk_desc_extent *x);
+
+/* ------------------------------------------------------------ vmdk-resize.c */
+
+int vmdk_truncate(struct dk_image *img, uint64_t size, const char *prealloc,
+                  unsigned flags);
 
 /* ------------------------------------------------------------ vmdk-create.c */
 
@@ -274,6 +300,9 @@ int vmdk_create(const struct dk_create_ctx *c);
  * NULL (split extents carry no descriptor). */
 int vmdk_sparse_create(struct dk_file *f, uint64_t sectors, bool zeroed_grain,
                        const char *desc, struct dk_error *err);
+/* "dir/name.vmdk" + "-f001" -> "dir/name-f001.vmdk" (qemu's extent file
+ * names). Caller frees; NULL when out of memory. */
+char *vmdk_extent_path(const char *filename, const char *suffix);
 extern const struct dk_optdesc vmdk_create_opts[];
 
 #endif /* DK_VMDK_H */

@@ -166,6 +166,49 @@ START_TEST(desc_generate_like_qemu)
 }
 END_TEST
 
+START_TEST(desc_grown)
+{
+    struct vmdk_desc d;
+    struct dk_error e;
+    /* qemu's twoGbMaxExtentFlat layout: last line grown, one line added. */
+    const char *t = "# Disk DescriptorFile\nversion=1\nCID=ea0f9d87\nparentCID=ffffffff\n"
+                    "createType=\"twoGbMaxExtentFlat\"\n\n# Extent description\n"
+                    "RW 4194304 FLAT \"a-f001.vmdk\" 0\nRW 1024 FLAT \"a-f002.vmdk\" 0\n\n"
+                    "#DDB\n\nddb.geometry.cylinders = \"4161\"\nddb.geometry.heads = \"16\"\n"
+                    "ddb.geometry.sectors = \"63\"\nddb.adapterType = \"ide\"\n";
+    ck_assert_int_eq(parse(t, &d, &e), 0);
+    size_t len;
+    char *n = vmdk_desc_grown(&d, 0x1f, 4194304, "RW 1048576 FLAT \"a-f003.vmdk\" 0\n",
+                              4194304 * 2 + 1048576, &len);
+    ck_assert_ptr_nonnull(n);
+    ck_assert_uint_eq(len, strlen(n));
+    ck_assert_ptr_nonnull(strstr(n, "\nCID=1f\nparentCID=ffffffff\n"));
+    ck_assert_ptr_nonnull(strstr(n, "RW 4194304 FLAT \"a-f001.vmdk\" 0\n"
+                                    "RW 4194304 FLAT \"a-f002.vmdk\" 0\n"
+                                    "RW 1048576 FLAT \"a-f003.vmdk\" 0\n\n#DDB\n"));
+    /* 4.5 GiB / (16 * 63 * 512), as qemu-img create computes it. */
+    ck_assert_ptr_nonnull(strstr(n, "ddb.geometry.cylinders = \"9362\"\n"));
+    struct vmdk_desc g;
+    ck_assert_int_eq(parse(n, &g, &e), 0);
+    ck_assert_uint_eq(g.n_ext, 3);
+    ck_assert_uint_eq(g.cid, 0x1f);
+    vmdk_desc_free(&g);
+    free(n);
+    vmdk_desc_free(&d);
+    /* CRLF, 255 heads from the descriptor, comments kept, no new lines. */
+    t = "CID=1\r\n# keep me\r\n  RW 100 SPARSE \"m.vmdk\"\r\n"
+        "ddb.geometry.heads = \"255\"\r\nddb.geometry.cylinders = \"0\"\r\n";
+    ck_assert_int_eq(parse(t, &d, &e), 0);
+    n = vmdk_desc_grown(&d, 0xabc, 33554432, NULL, 33554432, &len);
+    ck_assert_ptr_nonnull(n);
+    ck_assert_str_eq(n, "CID=abc\r\n# keep me\r\n  RW 33554432 SPARSE \"m.vmdk\"\r\n"
+                        "ddb.geometry.heads = \"255\"\r\n"
+                        "ddb.geometry.cylinders = \"2088\"\r\n");
+    free(n);
+    vmdk_desc_free(&d);
+}
+END_TEST
+
 /* ------------------------------------------------------------ header */
 
 static struct vmdk_header good_header(void)
@@ -279,6 +322,7 @@ int main(void)
     tcase_add_test(t, desc_huge_sizes);
     tcase_add_test(t, desc_escaping_names_parse);
     tcase_add_test(t, desc_generate_like_qemu);
+    tcase_add_test(t, desc_grown);
     tcase_add_test(t, header_round_trip);
     tcase_add_test(t, header_validation);
     tcase_add_test(t, markers);

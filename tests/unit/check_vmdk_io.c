@@ -505,10 +505,15 @@ START_TEST(create_like_qemu_and_cleanup)
         dk_opts_free(o);
         ck_assert_msg(sh("ls bad* >/dev/null 2>&1") != 0, "left files for %s", badopts[i]);
     }
-    /* No resize, like qemu. */
+    /* Growing works on an open handle (tests/interop/vmdk-resize.sh covers
+     * it in depth); shrinking is refused, as qemu has no shrink either. */
     struct dk_image *img = open_img("d-ms.vmdk", true);
-    ck_assert_int_eq(dk_resize(img, 6ull << 30, NULL, 0), -ENOTSUP);
+    ck_assert_int_eq(dk_resize(img, (5ull << 30) - 512, NULL, DK_RESIZE_SHRINK), -ENOTSUP);
+    ck_assert_int_eq(dk_resize(img, 6ull << 30, NULL, 0), 0);
+    ck_assert_uint_eq(dk_image_size(img), 6ull << 30);
     dk_close(img);
+    ck_assert_int_eq(sh("qemu-img check -q d-ms.vmdk && qemu-img info d-ms.vmdk | "
+                        "grep -q '(6442450944 bytes)'"), 0);
 }
 END_TEST
 
