@@ -10,9 +10,10 @@
  * reserved with falloc, written with full, as qemu does).
  *
  * Resize: qemu-img 7.2 cannot resize VDI at all. We grow in place when the
- * bigger block map fits in the space before the data (VirtualBox would
- * move data blocks out of the way; that is not done here). Shrinking is
- * refused.
+ * bigger block map fits in the space before the data, else vdi-grow.c
+ * moves the first data blocks to the end and puts the map in their place
+ * (as VirtualBox does). Static images get the new blocks allocated (the
+ * file is extended sparse). Shrinking is refused.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -182,16 +183,25 @@ int vdi_truncate(struct dk_image *img, uint64_t size, const char *prealloc, unsi
     if (s->nbad)
         return dk_set_error(img, -EIO, "vdi: the block map has invalid entries; "
                             "repair with 'diskkit check -r all' first");
+    int r = vdi_grow_prepare(img);
+    if (r < 0)
+        return r;
     uint64_t n = dk_div_round_up(nsize, s->hdr.block_size);
     uint32_t old = s->hdr.blocks_in_image;
     uint64_t room = (s->hdr.offset_data - s->hdr.offset_bmap) / 4;
-    if (n > VDI_MAX_BLOCKS || n > room)
-        return dk_set_error(img, -ENOTSUP, "vdi: cannot grow to %" PRIu64 " bytes: the block "
-                            "map has room for %" PRIu64 " blocks (%" PRIu64 " bytes) before "
-                            "the data; moving data blocks is not supported", nsize,
-                            DK_MIN(room, (uint64_t)VDI_MAX_BLOCKS),
-                            DK_MIN(room, (uint64_t)VDI_MAX_BLOCKS) * s->hdr.block_size);
-    int r = vdi_flush(img);
+    if (n > VDI_MAX_BLOCKS)
+        return dk_set_error(img, -ENOTSUP, "vdi: cannot grow to %" PRIu64 " bytes: more "
+                            "than %u blocks", nsize, VDI_MAX_BLOCKS);
+    if (n > room) {
+        /* The map must move into the first data blocks (vdi-grow.c). */
+        r = vdi_flush(img);
+        if (r == 0)
+            r = vdi_grow_moving(img, (uint32_t)n, nsize);
+        if (r == 0)
+            img->size = nsize;
+        return r;
+    }
+    r = vdi_flush(img);
     if (r < 0)
         return r;
     if (n > old) {

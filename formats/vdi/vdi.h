@@ -142,6 +142,16 @@ int vdi_create(const struct dk_create_ctx *ctx);
 int vdi_truncate(struct dk_image *img, uint64_t size, const char *prealloc, unsigned flags);
 int vdi_info(struct dk_image *img, struct dk_info *info);
 
+/* ----------------------------------------------------------- vdi-grow.c */
+/* Grows to N blocks and NSIZE bytes when the map has no room for N entries
+ * before the data: moves the first data blocks to the end and writes the
+ * map in their place, crash-safely. Pending writes must be flushed. */
+int vdi_grow_moving(struct dk_image *img, uint32_t n, uint64_t nsize);
+/* Called before any grow: clears entries past the guest size and compacts
+ * the data blocks when they are not dense (both left by an interrupted
+ * grow), with the repair of vdi-check.c. */
+int vdi_grow_prepare(struct dk_image *img);
+
 /* ---------------------------------------------------------- vdi-check.c */
 int vdi_check(struct dk_image *img, unsigned fix, struct dk_check_result *res,
               dk_report_fn report, void *opaque);

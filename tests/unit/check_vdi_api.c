@@ -112,6 +112,16 @@ static void patch32(const char *name, uint64_t off, uint32_t v)
     patch(name, off, b, 4);
 }
 
+static uint32_t read32(const char *name, uint64_t off)
+{
+    uint8_t b[4];
+    int fd = open(path(name), O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, b, 4, (off_t)off), 4);
+    close(fd);
+    return dk_le32(b);
+}
+
 static uint64_t fsize(const char *name)
 {
     struct stat st;
@@ -435,11 +445,25 @@ START_TEST(resize)
     uint8_t buf[512];
     fill(buf, sizeof(buf), 3);
     ck_assert_int_eq(dk_pwrite(v, buf, 512, 99 * MiB), 0);
-    /* 512 bytes of map hold 128 blocks; more would need moving data. */
-    ck_assert_int_eq(dk_resize(v, 129 * MiB, NULL, 0), -ENOTSUP);
-    ck_assert_ptr_nonnull(strstr(dk_image_errmsg(v), "room for 128 blocks"));
+    /* 512 bytes of map hold 128 blocks; more moves the first data block
+     * (vdi-grow.c): the map lands at the old data offset, 1024. */
+    ck_assert_int_eq(dk_resize(v, 129 * MiB, NULL, 0), 0);
+    ck_assert_uint_eq(dk_image_size(v), 129 * MiB);
+    uint8_t back[512];
+    ck_assert_int_eq(dk_pread(v, back, 512, 99 * MiB), 0);
+    ck_assert(memcmp(back, buf, 512) == 0);
     ck_assert_int_eq(dk_resize(v, MiB, NULL, DK_RESIZE_SHRINK), -ENOTSUP);
     ck_assert_int_eq(dk_close(v), 0);
+    ck_assert_uint_eq(read32("r.vdi", 340), 1024);
+    ck_assert_uint_eq(read32("r.vdi", 344), 1024 + MiB);
+    /* Map full to its sector and every block allocated: refused, unchanged. */
+    create("rf.vdi", "vdi", 128 * MiB, "static=on");
+    v = open_img("rf.vdi", "vdi", DK_OPEN_RDWR);
+    ck_assert_int_eq(dk_resize(v, 129 * MiB, NULL, 0), -ENOTSUP);
+    ck_assert_ptr_nonnull(strstr(dk_image_errmsg(v), "128 of its 128 blocks"));
+    ck_assert_uint_eq(dk_image_size(v), 128 * MiB);
+    ck_assert_int_eq(dk_close(v), 0);
+    ck_assert_uint_eq(read32("rf.vdi", 384), 128);
     create("rs.vdi", "vdi", 2 * MiB, "static=on");
     v = open_img("rs.vdi", "vdi", DK_OPEN_RDWR);
     ck_assert_int_eq(dk_resize(v, 5 * MiB, NULL, 0), 0);
@@ -448,7 +472,7 @@ START_TEST(resize)
     if (have_qemu) {
         ck_assert_int_eq(sh("qemu-img check -q %s && qemu-img check -q %s",
                             path("r.vdi"), path("rs.vdi")), 0);
-        ck_assert_int_eq(sh("qemu-img info %s | grep -q '(104857600 bytes)'",
+        ck_assert_int_eq(sh("qemu-img info %s | grep -q '(135266304 bytes)'",
                             path("r.vdi")), 0);
         ck_assert_int_eq(sh("qemu-io -f vdi -c 'read -P 0 0 5M' %s | grep -q 'read 5242880'",
                             path("rs.vdi")), 0);
