@@ -414,6 +414,9 @@ int dk_resize(struct dk_image *img, uint64_t size, const char *prealloc, unsigne
     if (!img->drv->truncate)
         return dk_set_error(img, -ENOTSUP, "format %s does not support resizing",
                             img->drv->name);
+    /* qemu-img checks this first, for every format, --shrink or not. */
+    if (size < img->size && prealloc && strcmp(prealloc, "off"))
+        return dk_set_error(img, -EINVAL, "Preallocation can only be used for growing images");
     if (size < img->size && !(flags & DK_RESIZE_SHRINK))
         return dk_set_error(img, -EPERM,
             "Use the --shrink option to perform a shrink operation.");

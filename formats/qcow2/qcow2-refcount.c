@@ -1,6 +1,7 @@
 /* qcow2-refcount.c - refcount table and blocks: entry access for every
  * width (1..64 bits), updates, cluster allocation, refcount-table growth,
- * deferred frees, the flush order, and overlap checks.
+ * deferred frees, the flush order, refcount-table shrinking after an
+ * image shrink, and overlap checks.
  *
  * Spec: qcow2.txt "Host cluster management". Sub-byte refcounts are packed
  * from the least significant bit of each byte.
@@ -13,7 +14,10 @@
  *     exist yet: blocks are created first (placed so they describe
  *     themselves when they lie in their own range), then the scan restarts.
  *  3. Decrements go through qcow2_free_later and are applied by
- *     qcow2_flush_all after the L2 tables were written (see qcow2.h).
+ *     qcow2_flush_all after the L2 tables (and L1 entries) that dropped the
+ *     references were written and synced (see qcow2.h).
+ *  4. Shrinking the table (after an image shrink) zeroes the table entries
+ *     of unused blocks and syncs before those blocks' own refcounts drop.
  * Known gaps: refcount updates are not rolled back when one of several
  * block updates fails halfway (the image then only leaks clusters).
  * SPDX-License-Identifier: MIT
@@ -369,8 +373,10 @@ int qcow2_flush_all(struct dk_image *img, bool sync)
     struct qcow2_state *s = img->priv;
     bool l1 = s->l1_dirty_hi != 0;
     int r = qcow2_cache_flush(img, s->rb_cache, !s->lazy);
+    /* L2 tables reach the disk before the L1 entries pointing to them and
+     * before the decrements of what they no longer reference. */
     if (r >= 0)
-        r = qcow2_cache_flush(img, s->l2_cache, !s->lazy && l1);
+        r = qcow2_cache_flush(img, s->l2_cache, !s->lazy && (l1 || s->n_pending));
     if (r >= 0 && l1 && (r = qcow2_l1_write_back(img)) >= 0 && !s->lazy && s->n_pending &&
         (r = dk_file_flush(img->file)) < 0)
         dk_set_error(img, r, "qcow2: flush: %s", strerror(-r));
@@ -501,4 +507,44 @@ static int grow_reftable(struct dk_image *img, uint64_t min_entries)
     s->hdr.refcount_table_clusters = (uint32_t)tcl;
     s->alloc_end = DK_MAX(s->alloc_end, last);
     return qcow2_free_later(img, old_off, old_len);
+}
+
+/* Whether the refcount block BLK of table index TI at cluster OWN counts
+ * nothing but (when it lies in its own range) itself. */
+static bool block_unused(const struct qcow2_state *s, const uint8_t *blk, uint64_t ti,
+                         uint64_t own)
+{
+    uint64_t per = 1ull << s->rb_bits;
+    bool self = own >> s->rb_bits == ti;
+    for (uint64_t i = 0; i < per; i++)
+        if ((!self || i != (own & (per - 1))) && qcow2_rc_get_entry(blk, s->refcount_order, i))
+            return false;
+    return true;
+}
+
+int qcow2_shrink_reftable(struct dk_image *img)
+{
+    struct qcow2_state *s = img->priv;
+    bool changed = false;
+    int r = 0;
+    for (uint64_t ti = 0; r >= 0 && ti < s->reftable_size; ti++) {
+        uint64_t off = s->reftable[ti] & QCOW2_OFFSET_MASK, own = off >> s->cluster_bits;
+        uint8_t *blk;
+        if (!off || (r = get_block(img, ti, &blk)) < 0)
+            continue;
+        bool unused = block_unused(s, blk, ti, own);
+        qcow2_cache_put(s->rb_cache, blk);
+        if (!unused)
+            continue;
+        s->reftable[ti] = 0;
+        qcow2_cache_drop(s->rb_cache, off);
+        s->free_index = DK_MIN(s->free_index, own);
+        changed = true;
+        if ((r = write_reftable_entry(img, ti)) >= 0 && own >> s->rb_bits != ti)
+            r = qcow2_free_later(img, off, s->cluster_size);
+    }
+    /* The table entries are on disk before the blocks' own refcounts drop. */
+    if (r >= 0 && changed && (r = dk_file_flush(img->file)) < 0)
+        return dk_set_error(img, r, "qcow2: flush: %s", strerror(-r));
+    return r < 0 ? r : qcow2_flush_all(img, false);
 }

@@ -317,6 +317,9 @@ int qcow2_free_later(struct dk_image *img, uint64_t off, uint64_t len);
 int qcow2_flush_all(struct dk_image *img, bool sync);
 /* Before the first metadata change: sets the dirty bit for lazy refcounts. */
 int qcow2_mark_dirty(struct dk_image *img);
+/* After a shrink (everything flushed): refcount blocks that count no
+ * cluster but themselves leave the table (qemu's qcow2_shrink_reftable). */
+int qcow2_shrink_reftable(struct dk_image *img);
 /* Rebuilds every refcount from a walk of the metadata (dirty images). */
 int qcow2_rebuild_refcounts(struct dk_image *img);
 /* Refuses writes of metadata over other metadata (qemu overlap checks). */
