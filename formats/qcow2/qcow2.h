@@ -247,6 +247,24 @@ int qcow2_snaptable_encode(struct dk_image *img, const struct qcow2_snapshot *sn
 
 int qcow2_amend(struct dk_image *img, const struct dk_opts *opts);
 
+/* ---------------------------------- qcow2-compat.c (imgcmds helper) */
+
+/* compat=1.1 on a v2 image: checks only / applies (see the file). */
+int qcow2_upgrade_check(struct dk_image *img);
+int qcow2_upgrade(struct dk_image *img);
+/* compat=0.10: qemu's preconditions for the image as it will be after the
+ * other amended options (refcount ORDER, virtual SIZE); writes nothing
+ * but a flush of cached metadata. */
+int qcow2_downgrade_check(struct dk_image *img, uint32_t order, uint64_t size);
+int qcow2_downgrade(struct dk_image *img);
+
+/* -------------------------------- qcow2-reforder.c (imgcmds helper) */
+
+/* refcount_bits=1<<ORDER: checks that every refcount fits / rebuilds the
+ * refcount structure in the new width (crash safe, see the file). */
+int qcow2_refcount_order_check(struct dk_image *img, uint32_t order);
+int qcow2_refcount_order_change(struct dk_image *img, uint32_t order);
+
 /* ---------------------------------- qcow2-switch.c (imgcmds helper) */
 
 /* Writes a new generation of metadata past the end of the file and
@@ -355,6 +373,9 @@ int qcow2_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *sr
 int qcow2_truncate(struct dk_image *img, uint64_t size, const char *prealloc,
                    unsigned flags);
 extern const struct dk_optdesc qcow2_create_opts[];
+/* Fills BUF with qemu's feature name table; returns its length. */
+#define QCOW2_FEATURE_TABLE_BYTES 384u   /* 8 entries of 48 bytes */
+size_t qcow2_feature_table(uint8_t *buf);
 
 /* --------------------------------------------------- qcow2-crypt.c */
 
