@@ -397,7 +397,8 @@ static int add_feature_table(struct dk_image *img)
         free(d);
         return dk_set_error(img, -ENOMEM, "qcow2: out of memory");
     }
-    memcpy(e, s->exts, s->n_exts * sizeof(*e));
+    if (s->n_exts)
+        memcpy(e, s->exts, s->n_exts * sizeof(*e));
     e[s->n_exts] = (struct qcow2_ext){ QCOW2_EXT_FEATURES,
                                        (uint32_t)qcow2_feature_table(d), d };
     s->exts = e;

@@ -34,13 +34,13 @@ both() {
     DK_RC=0
     "$DISKKIT" amend -o "$opts" "dk.$img" 2>dk.err || DK_RC=$?
     qemu-img amend -o "$opts" "q.$img" 2>q.err || q_rc=$?
+    grep -qi 'sanitizer\|runtime error' dk.err && { cat dk.err >&2; fail "$what: sanitizer"; }
     [ "$DK_RC" = "$q_rc" ] ||
         fail "$what: diskkit exit $DK_RC, qemu-img exit $q_rc: $(cat dk.err q.err)"
     if [ "$DK_RC" != 0 ]; then
         cmp -s "$img" "dk.$img" || fail "$what: the refused amend changed the image"
         [ "$(wc -l < dk.err)" = 1 ] && grep -q '^diskkit: amend: ' dk.err ||
             { cat dk.err >&2; fail "$what: expected one 'diskkit: amend:' error line"; }
-        grep -qi 'sanitizer\|runtime error' dk.err && fail "$what: sanitizer report"
         echo "refused as qemu-img does: $what: $(cat dk.err)"
     else
         echo "accepted as qemu-img does: $what"
