@@ -189,6 +189,8 @@ static int expand_entry(struct compat *x, uint64_t j, uint64_t l2rc, uint64_t gu
         l2_set(x->nv, j, 0);
         return 0;
     }
+    if (ty == CL_ZERO_ALLOC && !cluster_ok(x, h))
+        return bad_meta(x, "zero cluster", h);
     if (ty == CL_ZERO_ALLOC && (r = used_refcount(x, h, "zero cluster", &rc)) < 0)
         return r;
     if (ty == CL_ZERO_ALLOC && rc == l2rc) {
@@ -485,6 +487,9 @@ int qcow2_downgrade_check(struct dk_image *img, uint32_t order, uint64_t size)
     if (r == 0 && x.n_compressed && s->hdr.compression_type != QCOW2_COMPRESS_ZLIB)
         r = dk_set_error(img, -ENOTSUP, "Cannot downgrade an image with zstd compression "
                          "type and existing compressed clusters");
+    if (r == 0 && x.n_zero && !qcow2_crypt_has_key(s))
+        r = dk_set_error(img, -EACCES, "qcow2: compat=0.10 must write zeros into the "
+                         "encrypted image's zero clusters: give its passphrase");
     compat_free(&x);
     return r;
 }

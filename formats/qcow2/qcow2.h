@@ -390,6 +390,8 @@ struct qcow2_crypt_params {
  * (no secret: opens, data I/O refused; wrong secret: -EACCES). */
 int qcow2_crypt_open(struct dk_image *img, uint64_t file_size);
 void qcow2_crypt_close(struct qcow2_state *s);
+/* False when the image is encrypted and opened without its secret. */
+bool qcow2_crypt_has_key(const struct qcow2_state *s);
 /* The LUKS area (header + key material) as host range, if any. */
 bool qcow2_crypt_area(const struct qcow2_state *s, uint64_t *off, uint64_t *len);
 /* Guest data to/from the host file: decrypts/encrypts when encrypted

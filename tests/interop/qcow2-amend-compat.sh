@@ -155,6 +155,24 @@ expect_ok dirty.qcow2 compat=0.10 "downgrade of a dirty image"
 qcheck dk.dirty.qcow2 "downgrade of a dirty image"
 same q.dirty.qcow2 dk.dirty.qcow2 "downgrade of a dirty image"
 
+note "compat=0.10 on a LUKS image: zero clusters get encrypted zeros"
+SEC="--object secret,id=s0,data=amendpw"
+eopts() { echo "driver=qcow2,file.filename=$1,encrypt.key-secret=s0"; }
+qemu-img create -q -f qcow2 $SEC \
+    -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 e.qcow2 4M
+qemu-io $SEC --image-opts -c 'write -P 0x1e 0 1M' -c 'write -z 0 64k' -c 'write -z 2M 64k' \
+    "$(eopts e.qcow2)" >/dev/null
+cp e.qcow2 dk.e.qcow2
+"$DISKKIT" amend -o compat=0.10 dk.e.qcow2 2>dk.err && fail "LUKS downgrade without the key"
+cmp -s e.qcow2 dk.e.qcow2 || fail "LUKS downgrade without the key changed the image"
+"$DISKKIT" amend $SEC --image-opts -o compat=0.10 "$(eopts dk.e.qcow2)" ||
+    fail "LUKS downgrade with the key"
+qemu-img check $SEC --image-opts "$(eopts dk.e.qcow2)" >chk.txt 2>&1 ||
+    { cat chk.txt; fail "LUKS downgrade: qemu-img check"; }
+info_has dk.e.qcow2 "compat: 0.10" "LUKS downgrade"
+qemu-img compare $SEC --image-opts "$(eopts e.qcow2)" "$(eopts dk.e.qcow2)" >/dev/null ||
+    fail "LUKS downgrade: content differs"
+
 note "compat=0.10 refusals and combinations, verdicts as qemu-img's"
 qemu-img create -q -f qcow2 -o refcount_bits=64 r64.qcow2 4M
 qemu-io -c 'write -P 0x31 0 1M' -c 'write -z 2M 64k' r64.qcow2 >/dev/null
