@@ -21,7 +21,7 @@
  *  6. compat=0.10 (downgrade, qcow2-compat.c) - last, once the other
  *     options removed what version 2 cannot express.
  * Known gaps: data files and encryption key management are refused with a
- * message naming the option; no progress reporting (-p is accepted).
+ * message naming the option.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -139,6 +139,43 @@ static int set_backing(struct dk_image *img, const char *name, const char *fmt)
     return qcow2_set_backing(img, name, fmt);
 }
 
+void qcow2_amend_progress(struct dk_image *img, uint64_t done, uint64_t total)
+{
+    struct qcow2_state *s = img->priv;
+    const uint64_t unit = 1000000;
+    if (!img->progress || !s->amend_steps)
+        return;
+    uint64_t part = total && done < total ? done * unit / total : unit;
+    img->progress(img->progress_opaque, s->amend_step * unit + part, s->amend_steps * unit);
+}
+
+/* Applies the validated plan P in qemu-img's order. */
+static int apply(struct dk_image *img, const struct dk_opts *opts, const struct plan *p)
+{
+    struct qcow2_state *s = img->priv;
+    const char *lazy = dk_opts_get(opts, "lazy_refcounts");
+    const char *bf = dk_opts_get(opts, "backing_file"), *bfmt = dk_opts_get(opts, "backing_fmt");
+    bool up = p->version == 3 && !s->v3, down = p->version == 2 && s->v3;
+    bool reorder = p->order != s->refcount_order;
+    int r = 0;
+    s->amend_step = 0;
+    s->amend_steps = up + reorder + down;
+    if (up && (r = qcow2_upgrade(img)) == 0)
+        s->amend_step++;
+    if (r == 0 && reorder && (r = qcow2_refcount_order_change(img, p->order)) == 0)
+        s->amend_step++;
+    if (r == 0 && lazy)
+        r = set_lazy(img, dk_parse_bool(lazy) == 1);
+    if (r == 0 && (bf || bfmt))
+        r = set_backing(img, bf, bfmt);
+    if (r == 0 && p->size != img->size)
+        r = qcow2_truncate(img, p->size, NULL, p->size < img->size ? DK_RESIZE_SHRINK : 0);
+    if (r == 0 && down)
+        r = qcow2_downgrade(img);
+    s->amend_steps = 0;
+    return r;
+}
+
 int qcow2_amend(struct dk_image *img, const struct dk_opts *opts)
 {
     struct qcow2_state *s = img->priv;
@@ -151,21 +188,5 @@ int qcow2_amend(struct dk_image *img, const struct dk_opts *opts)
             return r;
     }
     int r = validate_plan(img, opts, &p);
-    if (r < 0)
-        return r;
-    const char *lazy = dk_opts_get(opts, "lazy_refcounts");
-    const char *bf = dk_opts_get(opts, "backing_file"), *bfmt = dk_opts_get(opts, "backing_fmt");
-    if (p.version == 3)
-        r = qcow2_upgrade(img);
-    if (r == 0)
-        r = qcow2_refcount_order_change(img, p.order);
-    if (r == 0 && lazy)
-        r = set_lazy(img, dk_parse_bool(lazy) == 1);
-    if (r == 0 && (bf || bfmt))
-        r = set_backing(img, bf, bfmt);
-    if (r == 0 && p.size != img->size)
-        r = qcow2_truncate(img, p.size, NULL, p.size < img->size ? DK_RESIZE_SHRINK : 0);
-    if (r == 0 && p.version == 2)
-        r = qcow2_downgrade(img);
-    return r;
+    return r < 0 ? r : apply(img, opts, &p);
 }

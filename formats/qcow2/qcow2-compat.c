@@ -36,7 +36,7 @@
  *  3. one header-cluster write makes it version 2 (72-byte header, the
  *     feature name table dropped, other extensions and the backing file
  *     name kept).
- * Known gaps: no progress reporting; images with persistent bitmaps keep
+ * Known gaps: images with persistent bitmaps keep
  * the (already invalidated) bitmaps extension.
  * SPDX-License-Identifier: MIT
  */
@@ -53,6 +53,7 @@ struct compat {
     struct qcow2_state *s;
     uint64_t cs, fsize;
     uint64_t n_zero, n_compressed;
+    uint64_t visited, total;    /* L1 entries, for progress (total 0: none) */
     uint64_t *t, *nv;           /* an L2 table as read, and as it will be */
     uint64_t *olds;             /* clusters to release after the table write */
     uint8_t *zeros;
@@ -77,6 +78,8 @@ static int walk_l1(struct compat *x, const uint64_t *l1, uint64_t n, l2_fn fn)
 {
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = l1[i] & QCOW2_OFFSET_MASK;
+        if (x->total)
+            qcow2_amend_progress(x->img, x->visited++, x->total);
         if (!off)
             continue;
         if (!cluster_ok(x, off))
@@ -416,10 +419,12 @@ int qcow2_upgrade(struct dk_image *img)
     uint8_t **newx = calloc(s->nb_snaps ? s->nb_snaps : 1, sizeof(*newx));
     uint64_t toff = 0, tbytes = 0;
     int r = newx ? qcow2_upgrade_check(img) : dk_set_error(img, -ENOMEM, "qcow2: out of memory");
+    qcow2_amend_progress(img, 0, 2);
     if (r == 0)
         r = qcow2_flush_all(img, true);
     if (r == 0)
         r = upgrade_snaptable(img, newx, &toff, &tbytes);
+    qcow2_amend_progress(img, 1, 2);
     struct hdr_save save = { s->hdr, s->hdr_tail, s->exts, s->n_exts };
     if (r == 0 && wants_feature_table(s))
         r = add_feature_table(img);
@@ -521,8 +526,12 @@ int qcow2_downgrade(struct dk_image *img)
     s->lazy = false;
     qcow2_cache_set_dep(s->l2_cache, s->rb_cache);
     struct compat x;
-    if ((r = compat_init(img, &x)) == 0)
+    if ((r = compat_init(img, &x)) == 0) {
+        x.total = s->l1_size + 1;
+        for (uint32_t i = 0; i < s->nb_snaps; i++)
+            x.total += s->snaps[i].l1_size;
         r = walk(&x, expand_table);
+    }
     if (r == 0)
         r = qcow2_flush_all(img, true);
     compat_free(&x);

@@ -25,7 +25,8 @@
  *     disk in one header write, after the new structure was synced.
  *  4. A width that cannot hold some existing refcount is refused before
  *     anything is written (qemu's message and rule).
- * Known gaps: no progress reporting.
+ * Known gaps: relies, like every header switch, on the first sector of the
+ * header being written atomically.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -182,6 +183,7 @@ static int write_new(struct reorder *r, uint64_t *rt)
         rt[b] = (rb_first + b) * r->cs;
         if (e == 0)
             e = put(r, blk, r->cs, rt[b]);
+        qcow2_amend_progress(r->img, b + 1, r->n_rb + 1);
     }
     free(blk);
     uint8_t *raw = e == 0 ? calloc(r->rt, r->cs) : NULL;

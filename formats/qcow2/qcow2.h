@@ -185,6 +185,8 @@ struct qcow2_state {
     uint64_t snap_table_bytes;
 
     struct qcow2_crypt *crypt;   /* qcow2-crypt.c; NULL when not encrypted */
+
+    uint32_t amend_step, amend_steps;   /* progress of an amend (qcow2-amend.c) */
 };
 
 /* Kinds of L2 entries (standard entries, no subclusters). */
@@ -246,6 +248,8 @@ int qcow2_snaptable_encode(struct dk_image *img, const struct qcow2_snapshot *sn
 /* ----------------------------------- qcow2-amend.c (imgcmds helper) */
 
 int qcow2_amend(struct dk_image *img, const struct dk_opts *opts);
+/* Reports DONE of TOTAL for the current step of a multi-step amend. */
+void qcow2_amend_progress(struct dk_image *img, uint64_t done, uint64_t total);
 
 /* ---------------------------------- qcow2-compat.c (imgcmds helper) */
 

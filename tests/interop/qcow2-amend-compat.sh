@@ -233,6 +233,14 @@ snap_same rc.qcow2 dk.rc64.qcow2 s1 "refcount_bits 64->8"
 qemu-io -c 'write -P 0x65 1M 256k' dk.rc64.qcow2 >/dev/null
 qcheck dk.rc64.qcow2 "writes after refcount_bits 64->8"
 
+note "-p prints progress up to 100%"
+cp rc.qcow2 p.qcow2
+"$DISKKIT" amend -p -o refcount_bits=32 p.qcow2 2>p.err || fail "amend -p"
+tr '\r' '\n' < p.err | grep -q '^    (100.00/100%)$' || { cat p.err; fail "amend -p: no progress"; }
+tr '\r' '\n' < p.err | grep -q '^    ([1-9][0-9]*\.[0-9][0-9]/100%)$' ||
+    fail "amend -p: no intermediate progress"
+qcheck p.qcow2 "amend -p"
+
 qemu-img create -q -f qcow2 r1.qcow2 4M
 qemu-io -c 'write -P 0x71 0 1M' -c 'write -c -P 0x72 2M 64k' r1.qcow2 >/dev/null
 expect_ok r1.qcow2 refcount_bits=1 "refcount_bits 16->1 without sharing"
