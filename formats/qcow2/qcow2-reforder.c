@@ -65,9 +65,9 @@ static int load_old(struct reorder *r, uint64_t ti)
         memset(r->oblk, 0, r->cs);
     } else {
         if (!dk_is_aligned(off, r->cs) || !dk_range_inside(off, r->cs, r->fsize))
-            return qcow2_signal_corruption(r->img, "qcow2: refcount block at 0x%llx is "
-                                           "unaligned or beyond end of file",
-                                           (unsigned long long)off);
+            return dk_set_error(r->img, -EINVAL, "qcow2: refcount block at 0x%llx is "
+                                "unaligned or beyond end of file (run 'diskkit check')",
+                                (unsigned long long)off);
         int e = dk_file_pread(r->img->file, r->oblk, r->cs, off);
         if (e < 0)
             return dk_set_error(r->img, e, "qcow2: reading refcount block: %s", strerror(-e));
