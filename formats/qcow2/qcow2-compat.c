@@ -36,8 +36,10 @@
  *  3. one header-cluster write makes it version 2 (72-byte header, the
  *     feature name table dropped, other extensions and the backing file
  *     name kept).
- * Known gaps: images with persistent bitmaps keep
- * the (already invalidated) bitmaps extension.
+ * Known gaps: as in qemu, the version switch is one write of the header
+ * cluster and assumes it is not torn (the extensions move between byte 72
+ * and 112); images with persistent bitmaps keep the (already invalidated)
+ * bitmaps extension.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>

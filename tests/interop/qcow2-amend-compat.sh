@@ -11,8 +11,9 @@ need qemu-img qemu-io python3
 need_format qcow2
 cd "$T"
 
-qcheck() {      # IMG WHAT: qemu-img check must be clean
+qcheck() {      # IMG WHAT: qemu-img check and diskkit check must be clean
     qemu-img check "$1" >chk.txt 2>&1 || { cat chk.txt >&2; fail "qemu-img check $1 ($2)"; }
+    "$DISKKIT" check "$1" >chk.txt 2>&1 || { cat chk.txt >&2; fail "diskkit check $1 ($2)"; }
 }
 info_has() {    # IMG LINE WHAT: `qemu-img info` prints LINE (trimmed)
     qemu-img info "$1" | sed 's/^ *//' | grep -qx "$2" || fail "$3: info lacks '$2'"
@@ -66,6 +67,7 @@ qemu-img snapshot -c s1 v2.qcow2
 qemu-io -c 'write -P 0x33 0 64k' -c 'write -P 0x44 3M 64k' v2.qcow2 >/dev/null
 expect_ok v2.qcow2 compat=1.1 "upgrade"
 qcheck dk.v2.qcow2 "upgrade"
+info_same dk.v2.qcow2 qcow2
 info_has dk.v2.qcow2 "compat: 1.1" "upgrade"
 info_has dk.v2.qcow2 "backing file: base.raw" "upgrade"
 same v2.qcow2 dk.v2.qcow2 "upgrade"
@@ -126,6 +128,7 @@ qemu-img map --output=json d.qcow2 | grep -q '"zero": true, "data": false, "offs
     fail "fixture: no allocated zero cluster"
 expect_ok d.qcow2 compat=0.10 "downgrade with backing"
 qcheck dk.d.qcow2 "downgrade with backing"
+info_same dk.d.qcow2 qcow2
 info_has dk.d.qcow2 "compat: 0.10" "downgrade with backing"
 same d.qcow2 dk.d.qcow2 "downgrade with backing"
 qemu-io -c 'read -P 0 0 128k' -c 'read -P 0 256k 64k' -c 'read -P 0 2M 128k' \
@@ -179,6 +182,7 @@ qemu-io -c 'write -P 0x31 0 1M' -c 'write -z 2M 64k' r64.qcow2 >/dev/null
 expect_refused r64.qcow2 compat=0.10 "downgrade of a 64-bit refcount image"
 expect_ok r64.qcow2 compat=0.10,refcount_bits=16 "downgrade with refcount_bits=16"
 qcheck dk.r64.qcow2 "downgrade with refcount_bits=16"
+info_same dk.r64.qcow2 qcow2
 info_has dk.r64.qcow2 "compat: 0.10" "downgrade with refcount_bits=16"
 info_has dk.r64.qcow2 "refcount bits: 16" "downgrade with refcount_bits=16"
 same r64.qcow2 dk.r64.qcow2 "downgrade with refcount_bits=16"
@@ -225,6 +229,7 @@ done
 mv dk.rc.qcow2 rc64.qcow2
 expect_ok rc64.qcow2 refcount_bits=8 "refcount_bits 64->8"
 qcheck dk.rc64.qcow2 "refcount_bits 64->8"
+info_same dk.rc64.qcow2 qcow2
 info_has dk.rc64.qcow2 "refcount bits: 8" "refcount_bits 64->8"
 same rc.qcow2 dk.rc64.qcow2 "refcount_bits 64->8"
 snap_same rc.qcow2 dk.rc64.qcow2 s1 "refcount_bits 64->8"
