@@ -413,6 +413,46 @@ static int add_feature_table(struct dk_image *img)
     return 0;
 }
 
+/* After a failed header switch: the feature table added and the new
+ * snapshot table (at TOFF, TBYTES) go again. */
+static void upgrade_rollback(struct dk_image *img, const struct hdr_save *save,
+                             uint64_t toff, uint64_t tbytes)
+{
+    struct qcow2_state *s = img->priv;
+    if (s->exts != save->exts) {
+        free(s->exts[s->n_exts - 1].data);
+        free(s->exts);
+        s->exts = save->exts;
+        s->n_exts = save->n_exts;
+    }
+    if (toff)   /* best effort: otherwise only leaked */
+        (void)qcow2_update_refcount(img, toff, tbytes, -1);
+}
+
+/* After the header switch: the state follows, the old table is freed. */
+static int upgrade_commit(struct dk_image *img, const struct hdr_save *save, uint8_t **newx,
+                          uint64_t toff, uint64_t tbytes)
+{
+    struct qcow2_state *s = img->priv;
+    int r = 0;
+    if (save->exts != s->exts)
+        free(save->exts);
+    s->v3 = true;
+    for (uint32_t i = 0; i < s->nb_snaps; i++) {
+        if (!newx[i])
+            continue;
+        free(s->snaps[i].extra);
+        s->snaps[i].extra = newx[i];
+        s->snaps[i].extra_size = SNAP_EXTRA_V3;
+        newx[i] = NULL;
+    }
+    if (toff) {
+        r = qcow2_update_refcount(img, save->hdr.snapshots_offset, s->snap_table_bytes, -1);
+        s->snap_table_bytes = tbytes;
+    }
+    return r == 0 ? qcow2_flush_all(img, true) : r;
+}
+
 int qcow2_upgrade(struct dk_image *img)
 {
     struct qcow2_state *s = img->priv;
@@ -439,33 +479,10 @@ int qcow2_upgrade(struct dk_image *img)
             s->hdr.snapshots_offset = toff;
         r = write_version(img, &save, QCOW2_HDR_LEN_QEMU);
     }
-    if (r < 0) {
-        if (s->exts != save.exts) {         /* drop the feature table added */
-            free(s->exts[s->n_exts - 1].data);
-            free(s->exts);
-            s->exts = save.exts;
-            s->n_exts = save.n_exts;
-        }
-        if (toff)   /* best effort: otherwise only leaked */
-            (void)qcow2_update_refcount(img, toff, tbytes, -1);
-    } else {
-        if (save.exts != s->exts)
-            free(save.exts);
-        s->v3 = true;
-        for (uint32_t i = 0; i < s->nb_snaps; i++) {
-            if (!newx[i])
-                continue;
-            free(s->snaps[i].extra);
-            s->snaps[i].extra = newx[i];
-            s->snaps[i].extra_size = SNAP_EXTRA_V3;
-            newx[i] = NULL;
-        }
-        if (toff)
-            r = qcow2_update_refcount(img, save.hdr.snapshots_offset, s->snap_table_bytes, -1);
-        s->snap_table_bytes = toff ? tbytes : s->snap_table_bytes;
-        if (r == 0)
-            r = qcow2_flush_all(img, true);
-    }
+    if (r < 0)
+        upgrade_rollback(img, &save, toff, tbytes);
+    else
+        r = upgrade_commit(img, &save, newx, toff, tbytes);
     for (uint32_t i = 0; newx && i < s->nb_snaps; i++)
         free(newx[i]);
     free(newx);
