@@ -78,8 +78,9 @@ $(BUILD)/diskkit.pc: diskkit.pc.in Makefile
 DEPS := build-essential pkg-config zlib1g-dev libzstd-dev libssl-dev libfuse3-dev \
         fuse3 e2fsprogs libext2fs-dev comerr-dev check qemu-utils fdisk python3 \
         libvmdk-utils python3-libvmdk python3-vmdkstream dosfstools
-# Peers the benchmarks compare against (not needed by the tests).
-BENCH_DEPS := hyperfine fuse2fs qemu-system-common time
+# Peers the benchmarks compare against (not needed by the tests);
+# libguestfs needs a kernel for its appliance (linux-image-amd64).
+BENCH_DEPS := hyperfine fuse2fs qemu-system-common time libguestfs-tools linux-image-amd64
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \

@@ -587,6 +587,8 @@ static int setup(struct copy_state *st, const struct dk_copy_args *a, struct dk_
         return dk_error_set(err, -EINVAL, "copy: no source or no destination");
     if (st->compress && (!d->drv->compress || !d->drv->write_compressed))
         return dk_error_set(err, -ENOTSUP, "Compression not supported for this file format");
+    if (st->compress && d->drv->compress(d, NULL, 0, NULL, 0) < 0)
+        return dk_error_set(err, -ENOTSUP, "%s", dk_image_errmsg(d));
     st->starts = calloc(a->nsrc + 1, sizeof(*st->starts));
     if (!st->starts)
         return dk_error_set(err, -ENOMEM, "out of memory");

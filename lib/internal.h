@@ -214,7 +214,10 @@ struct dk_driver {
      * cluster-aligned; IN_LEN is one cluster (less at the image end).
      * compress returns the compressed length, 0 when compression does not
      * save space (then write_compressed gets the plain data with
-     * CLEN == 0 and stores it uncompressed), or -errno. */
+     * CLEN == 0 and stores it uncompressed), or -errno. Called once with
+     * IN_LEN 0 (and the lock free) before a copy: 0 when this image can
+     * store compressed data, else -ENOTSUP with the reason set on IMG
+     * (e.g. an encrypted qcow2). */
     ssize_t (*compress)(struct dk_image *img, const void *in, size_t in_len,
                         void *out, size_t cap);
     int (*write_compressed)(struct dk_image *img, uint64_t off, const void *cdata,

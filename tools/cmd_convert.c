@@ -177,6 +177,16 @@ struct output {
     char **extra;               /* extra files of the created image */
 };
 
+/* Reports MSG naming the user's file, not our temporary one. */
+static int output_fail(const struct output *o, const char *msg)
+{
+    const char *p = o->in_place ? NULL : strstr(msg, o->path);
+    if (p)
+        return tool_fail("%s: %s", o->final, p + strlen(o->path) +
+                         (p[strlen(o->path)] == ':' ? 2 : 0));
+    return tool_fail("%s", msg);
+}
+
 static bool multi_file(const char *fmt, const struct dk_opts *opts)
 {
     /* Every VMDK names its files: flat/split descriptors their extents, and
@@ -354,12 +364,7 @@ static int create_output(struct convert_cmd *c, struct output *o, uint64_t total
     struct dk_error e = { 0 };
     if (dk_create(&a, &e) < 0) {
         remove_output(o);
-        /* Name the user's file, not our temporary one. */
-        char *p = o->in_place ? NULL : strstr(e.msg, o->path);
-        if (p)
-            return tool_fail("%s: %s", o->final, p + strlen(o->path) +
-                             (p[strlen(o->path)] == ':' ? 2 : 0));
-        return tool_fail("%s", e.msg);
+        return output_fail(o, e.msg);
     }
     return 0;
 }
@@ -386,7 +391,8 @@ static bool stream_vmdk(struct dk_image *dst, const struct dk_opts *opts)
     return !strcmp(dk_image_format(dst), "vmdk") && sub && !strcmp(sub, "streamOptimized");
 }
 
-static int copy(struct convert_cmd *c, struct dk_image **src, size_t n, struct dk_image *dst)
+static int copy(struct convert_cmd *c, struct dk_image **src, size_t n, struct dk_image *dst,
+                const struct output *o)
 {
     struct dk_copy_args a = {
         .src = src, .nsrc = n, .dst = dst,
@@ -407,7 +413,7 @@ static int copy(struct convert_cmd *c, struct dk_image **src, size_t n, struct d
     tool_progress_cb(&c->prog, 0, 1);
     struct dk_error e = { 0 };
     if (dk_copy(&a, &e) < 0)
-        return tool_fail("%s", e.msg);
+        return output_fail(o, e.msg);
     tool_progress_end(&c->prog);
     return 0;
 }
@@ -431,7 +437,7 @@ static int run(struct convert_cmd *c, char **names, size_t n, struct output *o)
         rc = 1;
     if (rc == 0) {
         note_extra_files(o, dst);
-        rc = copy(c, src, n, dst);
+        rc = copy(c, src, n, dst, o);
     }
     if (dst && dk_close(dst) < 0 && rc == 0)
         rc = tool_fail("%s: flushing the output failed", o->final);

@@ -7,9 +7,12 @@
  * interactive prompt the error is printed and the shell goes on.
  * Shell-only commands: help [CMD], write PATH CONTENT, mv, ln, ln-s, chmod,
  * chown, truncate, rmdir, touch, exit, quit.
- * No line editing (none of our dependencies provides it).
+ * Line editing and history at a terminal when a line-editing library is
+ * installed: libedit (BSD) or GNU readline, loaded at run time (neither is
+ * a build dependency); plain reads otherwise.
  * SPDX-License-Identifier: MIT
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -230,19 +233,53 @@ static int run_line(struct gt *t, char *line)
     return 0;
 }
 
+/* readline(3) and add_history(3) from whichever library is installed. */
+struct editor {
+    char *(*readline)(const char *prompt);
+    int (*add_history)(const char *line);
+};
+
+static bool load_editor(struct editor *ed)
+{
+    static const char *const libs[] = { "libedit.so.2", "libreadline.so.8" };
+    if (getenv("DISKKIT_NO_EDITOR"))
+        return false;
+    for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+        void *h = dlopen(libs[i], RTLD_NOW | RTLD_LOCAL);
+        if (!h)
+            continue;
+        *(void **)&ed->readline = dlsym(h, "readline");
+        *(void **)&ed->add_history = dlsym(h, "add_history");
+        if (ed->readline)
+            return true;    /* the library stays loaded until exit */
+        dlclose(h);
+    }
+    return false;
+}
+
 static int loop(struct gt *t)
 {
     bool tty = isatty(STDIN_FILENO);
+    struct editor ed = { 0 };
+    bool edit = tty && isatty(STDOUT_FILENO) && load_editor(&ed);
     char *line = NULL;
     size_t cap = 0;
     int rc = 0;
     for (;;) {
-        if (tty) {
-            printf("><fs> ");
-            fflush(stdout);
+        if (edit) {
+            free(line);
+            if (!(line = ed.readline("><fs> ")))
+                break;
+            if (*line && ed.add_history)
+                ed.add_history(line);
+        } else {
+            if (tty) {
+                printf("><fs> ");
+                fflush(stdout);
+            }
+            if (getline(&line, &cap, stdin) < 0)
+                break;
         }
-        if (getline(&line, &cap, stdin) < 0)
-            break;
         int r = run_line(t, line);
         if (r < 0)
             break;

@@ -215,12 +215,10 @@ static int64_t scan_l2(struct dk_image *img, const uint64_t *l2, uint64_t k, uin
     return (int64_t)n;
 }
 
-int qcow2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
-                       struct dk_extent *ext)
+static int l2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
+                           struct dk_extent *ext)
 {
     struct qcow2_state *s = img->priv;
-    if (s->extl2)
-        return qcow2_ext_block_status(img, off, len, ext);
     uint64_t cs = s->cluster_size, end = off + len, pos = dk_round_down(off, cs);
     struct bs_run run = { 0, 0 };
     uint64_t first_host = 0;
@@ -254,6 +252,63 @@ int qcow2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
         ext->host_offset = first_host + (off & (cs - 1));
         ext->host_file = img->filename;
     }
+    return 0;
+}
+
+/* Whether the image looks preallocated with preallocation=metadata:
+ * clearly more clusters are in use by refcount than the host file has
+ * allocated blocks for. qemu makes the same test (with the same 10/9
+ * margin) to decide when data clusters are worth checking for host holes;
+ * doing as it does keeps `map` output identical. */
+static int detect_meta_prealloc(struct dk_image *img, bool *yes)
+{
+    struct qcow2_state *s = img->priv;
+    uint64_t fsize, alloc;
+    int r = dk_file_size(img->file, &fsize);
+    if (r >= 0)
+        r = dk_file_allocated(img->file, &alloc);
+    if (r < 0)
+        return dk_set_error(img, r, "qcow2: %s: cannot stat the image file", img->filename);
+    *yes = false;
+    if (alloc == 0)     /* a block device or no st_blocks: nothing to learn */
+        return 0;
+    uint64_t real = alloc >> s->cluster_bits;
+    uint64_t threshold = DK_MAX(real * 10 / 9, real + 2);
+    uint64_t end = dk_div_round_up(fsize, s->cluster_size), used = 0;
+    for (uint64_t i = 0; i < end && used < threshold; i++) {
+        uint64_t rc;
+        if ((r = qcow2_get_refcount(img, i, &rc)) < 0)
+            return r;
+        used += rc != 0;
+    }
+    *yes = used >= threshold;
+    return 0;
+}
+
+int qcow2_block_status(struct dk_image *img, uint64_t off, uint64_t len,
+                       struct dk_extent *ext)
+{
+    struct qcow2_state *s = img->priv;
+    int r = s->extl2 ? qcow2_ext_block_status(img, off, len, ext)
+                     : l2_block_status(img, off, len, ext);
+    if (r < 0 || ext->flags != (DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID))
+        return r;
+    if (!s->meta_prealloc_checked) {
+        if ((r = detect_meta_prealloc(img, &s->meta_prealloc)) < 0)
+            return r;
+        s->meta_prealloc_checked = true;
+    }
+    if (!s->meta_prealloc)
+        return 0;
+    /* Data in a host hole reads as zeros: say so, split at the hole. */
+    bool data;
+    uint64_t run;
+    if ((r = dk_file_extent(img->file, ext->host_offset, ext->length, &data, &run)) < 0)
+        return dk_set_error(img, r, "qcow2: %s: cannot query the host file", img->filename);
+    if (run > 0 && run < ext->length)
+        ext->length = run;
+    if (!data)
+        ext->flags |= DK_BS_ZERO;
     return 0;
 }
 

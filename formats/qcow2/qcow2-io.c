@@ -387,6 +387,9 @@ ssize_t qcow2_compress(struct dk_image *img, const void *in, size_t in_len, void
 {
     struct qcow2_state *s = img->priv;   /* immutable fields only: thread-safe */
     size_t cs = (size_t)s->cluster_size;
+    if (in_len == 0)        /* the copy engine asks whether we can */
+        return s->crypt ? dk_set_error(img, -ENOTSUP, "Compression and encryption not "
+                                       "supported at the same time") : 0;
     if (in_len > cs)
         return -EINVAL;
     const void *src = in;

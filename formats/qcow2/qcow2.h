@@ -186,6 +186,10 @@ struct qcow2_state {
 
     struct qcow2_crypt *crypt;   /* qcow2-crypt.c; NULL when not encrypted */
 
+    /* preallocation=metadata detected (qcow2-cluster.c): data clusters
+     * may be host holes, which block status then reports as zeros */
+    bool meta_prealloc_checked, meta_prealloc;
+
     uint32_t amend_step, amend_steps;   /* progress of an amend (qcow2-amend.c) */
 };
 

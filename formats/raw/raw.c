@@ -133,8 +133,8 @@ static int raw_create(const struct dk_create_ctx *c)
     if (r < 0)
         return r;
     r = f->is_blockdev ? 0 : dk_file_truncate(f, 0);
-    if (r == 0)
-        r = raw_set_size(f, 0, c->size, prealloc);
+    if (r == 0)     /* whole sectors, as qemu-img creates raw files */
+        r = raw_set_size(f, 0, dk_round_up(c->size, 512), prealloc);
     if (r < 0)
         dk_error_set(c->err, r, "%s: %s", c->filename, strerror(-r));
     dk_file_close(f);

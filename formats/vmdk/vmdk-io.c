@@ -348,8 +348,8 @@ ssize_t vmdk_compress(struct dk_image *img, const void *in, size_t in_len, void 
                       size_t cap)
 {
     struct vmdk_extent *e = stream_extent(img);
-    if (!e)
-        return -ENOTSUP;
+    if (!e || in_len == 0)  /* other subformats store grains plain, as qemu-img does */
+        return 0;
     if (in_len >= e->grain_bytes)
         return dk_compress(DK_CODEC_ZLIB, 0, in, in_len, out, cap);
     uint8_t *full = calloc(1, e->grain_bytes);   /* last grain: pad like qemu */

@@ -33,6 +33,16 @@ info_same "$T/top.qcow2" qcow2 --backing-chain
 diff <(qemu-img map -f qcow2 "$T/top.qcow2") <("$DISKKIT" map -f qcow2 "$T/top.qcow2") ||
     fail "human map of a chain differs"
 
+note "preallocation=metadata: data clusters in host holes map as zeros, like qemu-img"
+qemu-img create -q -f qcow2 -o cluster_size=4k,preallocation=metadata "$T/pre.qcow2" 64M
+qemu-io -f qcow2 -c 'write -P 0x33 1M 256k' -c 'write -P 0x34 40M 4k' "$T/pre.qcow2" >/dev/null
+map_same "$T/pre.qcow2" qcow2
+diff <(qemu-img map -f qcow2 "$T/pre.qcow2") <("$DISKKIT" map -f qcow2 "$T/pre.qcow2") ||
+    fail "human map of a metadata-preallocated image differs"
+"$DISKKIT" convert -f qcow2 -O raw "$T/pre.qcow2" "$T/pre.raw" &&
+    qemu-img compare -q -f qcow2 -F raw "$T/pre.qcow2" "$T/pre.raw" ||
+    fail "metadata-preallocated image reads differently"
+
 note "create qcow2: same Formatting lines as qemu-img"
 for args in "-f qcow2 X 1G" "-f qcow2 -o cluster_size=4k,compat=0.10 X 1M" \
             "-f qcow2 -o lazy_refcounts=on,compression_type=zstd,refcount_bits=8 X 3M" \

@@ -206,4 +206,10 @@ bad_case "LUKS stripes" "stripes"
 qemu-img create -q -f qcow2 b.qcow2 1M
 patch b.qcow2 35 '\x02'
 bad_case "no FDE extension" "without a crypto header extension"
+step "convert -c into an encrypted qcow2 is refused like qemu-img, no output left"
+dk convert -c -O qcow2 $SEC -o encrypt.format=luks,encrypt.key-secret=s src.raw cz.qcow2 &&
+    fail "convert -c with encryption succeeded"
+grep -q "^diskkit: convert: cz.qcow2: Compression and encryption not supported" out.txt ||
+    fail "convert -c with encryption: $(cat out.txt)"
+ls -a | grep -q "cz.qcow2" && fail "convert -c with encryption left a file behind"
 echo "all encrypted qcow2 checks passed"

@@ -168,5 +168,12 @@ if "$DISKKIT" check --help >/dev/null 2>&1; then
         || fail "check exit $d, qemu-img $q on a clean image"
 fi
 
+# -c into a non-stream subformat stores grains plain, as qemu-img does
+if "$DISKKIT" convert -c -O vmdk base.raw c-sparse.vmdk 2>c.err; then
+    qemu-img compare -q base.raw c-sparse.vmdk && ok "convert -c monolithicSparse" || fail "convert -c -O vmdk (monolithicSparse) differs"
+else
+    fail "convert -c -O vmdk (monolithicSparse) failed: $(cat c.err)"
+fi
+
 [ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all VMDK interop checks passed"
