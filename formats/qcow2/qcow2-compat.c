@@ -404,10 +404,17 @@ static int add_feature_table(struct dk_image *img)
         free(d);
         return dk_set_error(img, -ENOMEM, "qcow2: out of memory");
     }
+    /* Where qemu-img puts it: after the encryption and data file
+     * extensions, before the bitmaps and unknown ones. */
+    size_t at = 0;
+    while (at < s->n_exts && (s->exts[at].type == QCOW2_EXT_CRYPTO ||
+                              s->exts[at].type == QCOW2_EXT_DATA_FILE))
+        at++;
     if (s->n_exts)
-        memcpy(e, s->exts, s->n_exts * sizeof(*e));
-    e[s->n_exts] = (struct qcow2_ext){ QCOW2_EXT_FEATURES,
-                                       (uint32_t)qcow2_feature_table(d), d };
+        memcpy(e, s->exts, at * sizeof(*e));
+    e[at] = (struct qcow2_ext){ QCOW2_EXT_FEATURES, (uint32_t)qcow2_feature_table(d), d };
+    if (s->n_exts > at)
+        memcpy(e + at + 1, s->exts + at, (s->n_exts - at) * sizeof(*e));
     s->exts = e;
     s->n_exts++;
     return 0;
@@ -420,7 +427,9 @@ static void upgrade_rollback(struct dk_image *img, const struct hdr_save *save,
 {
     struct qcow2_state *s = img->priv;
     if (s->exts != save->exts) {
-        free(s->exts[s->n_exts - 1].data);
+        for (size_t i = 0; i < s->n_exts; i++)
+            if (s->exts[i].type == QCOW2_EXT_FEATURES)
+                free(s->exts[i].data);
         free(s->exts);
         s->exts = save->exts;
         s->n_exts = save->n_exts;

@@ -108,6 +108,46 @@ snap_same v2x.qcow2 dk.v2x.qcow2 old "upgrade, short snapshot entries"
 qemu-img snapshot -a old dk.v2x.qcow2 && qcheck dk.v2x.qcow2 "upgraded snapshot applied" ||
     fail "upgrade, short snapshot entries: snapshot -a"
 
+note "unknown header extensions survive both ways, header cluster as qemu-img writes it"
+qemu-img create -q -f qcow2 -o compat=0.10 -b base.raw -F raw ux.qcow2 4M
+qemu-io -c 'write -P 0x77 0 64k' ux.qcow2 >/dev/null
+python3 - ux.qcow2 <<'PY'
+# Append an unknown extension (type 0x12345678) after the known ones.
+import struct, sys
+f = open(sys.argv[1], 'r+b')
+c0 = bytearray(f.read(65536))
+boff, bsize = struct.unpack('>QI', c0[8:20])
+name = bytes(c0[boff:boff + bsize])
+exts, p = [], 72
+while True:
+    t, l = struct.unpack('>II', c0[p:p + 8])
+    if t == 0:
+        break
+    exts.append((t, bytes(c0[p + 8:p + 8 + l])))
+    p += 8 + (l + 7) // 8 * 8
+exts.append((0x12345678, b'diskkit-unknown'))
+out = b''.join(struct.pack('>II', t, len(d)) + d + b'\0' * (-len(d) % 8) for t, d in exts)
+out += b'\0' * 8
+c0[72:] = b'\0' * (65536 - 72)
+c0[72:72 + len(out)] = out
+c0[72 + len(out):72 + len(out) + len(name)] = name
+c0[8:16] = struct.pack('>Q', 72 + len(out))
+f.seek(0)
+f.write(c0)
+PY
+qcheck ux.qcow2 "fixture with an unknown extension"
+expect_ok ux.qcow2 compat=1.1 "upgrade with an unknown extension"
+cmp -s -n 65536 dk.ux.qcow2 q.ux.qcow2 || fail "upgrade: header cluster differs from qemu-img's"
+grep -q diskkit-unknown dk.ux.qcow2 || fail "upgrade dropped the unknown extension"
+mv dk.ux.qcow2 ux3.qcow2
+expect_ok ux3.qcow2 compat=0.10 "downgrade with an unknown extension"
+mv q.ux.qcow2 uq.qcow2
+qemu-img amend -o compat=0.10 uq.qcow2
+cmp -s -n 65536 dk.ux3.qcow2 uq.qcow2 || fail "downgrade: header cluster differs from qemu-img's"
+grep -q diskkit-unknown dk.ux3.qcow2 || fail "downgrade dropped the unknown extension"
+qcheck dk.ux3.qcow2 "downgrade with an unknown extension"
+same ux.qcow2 dk.ux3.qcow2 "up- and downgrade with an unknown extension"
+
 # ------------------------------------------------------------- downgrade
 # Zero clusters of every kind: allocated ones shared with a snapshot
 # (write -z keeps the allocation), unallocated ones over backing data
