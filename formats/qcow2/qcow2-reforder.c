@@ -19,7 +19,8 @@
  *  2. Every refcount is copied from the old structure, so clusters that
  *     only something diskkit does not parse refers to (bitmaps, unknown
  *     extensions) keep their count. The clusters of the old table and
- *     blocks get 0 (freed by the switch), the new ones 1: no leaks.
+ *     blocks get 0 (freed by the switch), the new ones 1, and counts of
+ *     clusters past the end of file (leaks) are dropped.
  *  3. The fields that change (refcount table offset and clusters at
  *     48..59, refcount_order at 96) lie in the first sector and go to
  *     disk in one header write, after the new structure was synced.
@@ -103,6 +104,7 @@ static int scan_old(struct reorder *r)
     uint64_t max = order_max(r->order);
     uint64_t rt_first = s->reftable_offset / r->cs;
     uint64_t rt_n = s->reftable_size * 8 / r->cs;
+    uint64_t file_clusters = dk_div_round_up(r->fsize, r->cs);
     if (!(r->meta = malloc((s->reftable_size + rt_n) * sizeof(*r->meta))))
         return dk_set_error(r->img, -ENOMEM, "qcow2: out of memory");
     for (uint64_t k = 0; k < rt_n; k++)
@@ -124,7 +126,11 @@ static int scan_old(struct reorder *r)
                                     "%llu", 1u << r->order,
                                     (unsigned long long)((ti * r->per_old + i) * r->cs),
                                     (unsigned long long)v);
-            r->n_used = ti * r->per_old + i + 1;
+            /* Counts past the end of file describe nothing (leaks at
+             * most) and are not carried over: the new structure must not
+             * be placed at some huge offset because of them. */
+            if (ti * r->per_old + i < file_clusters)
+                r->n_used = ti * r->per_old + i + 1;
         }
     }
     qsort(r->meta, r->n_meta, sizeof(*r->meta), cmp_u64);

@@ -6,6 +6,8 @@
  * keep the guest content (qemu-img check / compare when installed).
  */
 
+#include <sys/stat.h>
+
 #include "qcow2-test.h"
 
 #define MIB (1u << 20)
@@ -121,6 +123,26 @@ START_TEST(damaged_tables)
 }
 END_TEST
 
+/* A refcount past the end of file (a leak) does not push the new
+ * refcount structure to a huge offset. */
+START_TEST(refcount_past_eof)
+{
+    const char *f = make_victim();
+    uint8_t one[2] = { 0, 1 };
+    poke(f, 0x20000 + 2 * 30000, one, 2);
+    amend_ok(f, "refcount_bits=8");
+    struct stat st;
+    ck_assert_int_eq(stat(f, &st), 0);
+    ck_assert_uint_lt((uint64_t)st.st_size, MIB);
+    ck_assert_uint_eq(header_u32(f, 96), 3);
+    uint8_t *ref = calloc(1, MIB);
+    fill(ref, 4096, 5);
+    qemu_verify(f, ref, MIB);
+    free(ref);
+    free((void *)f);
+}
+END_TEST
+
 START_TEST(round_trip)
 {
     const char *f = tmp("rt.qcow2");
@@ -167,6 +189,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, option_errors, 0, 11);
     tcase_add_loop_test(tc, damaged_tables, 0, 4);
+    tcase_add_test(tc, refcount_past_eof);
     tcase_add_test(tc, round_trip);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
