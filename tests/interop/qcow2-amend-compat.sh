@@ -243,6 +243,9 @@ expect_ok zn.qcow2 compat=0.10 "downgrade of zstd without compressed clusters"
 qcheck dk.zn.qcow2 "downgrade of zstd without compressed clusters"
 info_has dk.zn.qcow2 "compression type: zlib" "zstd downgrade"
 
+qemu-img create -q -f qcow2 -o extended_l2=on x2.qcow2 4M
+qemu-io -c 'write -P 0x43 0 64k' x2.qcow2 >/dev/null
+expect_refused x2.qcow2 compat=0.10 "downgrade with extended L2 entries"
 qemu-img create -q -f qcow2 sz.qcow2 4M
 qemu-io -c 'write -P 0x51 0 64k' sz.qcow2 >/dev/null
 qemu-img snapshot -c s sz.qcow2
