@@ -375,6 +375,13 @@ int dk_rebase(struct dk_image *img, struct dk_image *new_backing, const char *na
 #define DK_COMMIT_KEEP 0x1u
 int dk_commit(struct dk_image *img, unsigned flags, dk_progress_fn progress, void *opaque);
 
+/* ------------------------------------------- amend with progress --- */
+/* dk_amend that calls PROGRESS(OPAQUE, done, total) while changes walk the
+ * image (qcow2: compat=1.1, compat=0.10, refcount_bits). PROGRESS may be
+ * NULL (then it is dk_amend). Returns 0 or -errno (message on IMG). */
+int dk_amend_progress(struct dk_image *img, const struct dk_opts *opts,
+                      dk_progress_fn progress, void *opaque);
+
 /* ---------------------------------------------------- guest filesystems --- */
 /* The guest layer: partitions (MBR, extended/logical, GPT), filesystem
  * detection, ext2/3/4 read-write access through libext2fs, and OS

@@ -90,6 +90,11 @@ struct dk_image {
     size_t secret_len;
     const char *snapshot;         /* open this snapshot read-only */
 
+    /* Set during dk_amend_progress only (NULL otherwise): drivers report
+     * the progress of long amend operations here. */
+    dk_progress_fn progress;
+    void *progress_opaque;
+
     pthread_mutex_t lock;
     int err;
     char errmsg[1024];

@@ -213,16 +213,26 @@ SNAPSHOT_OP(dk_snapshot_create, snapshot_create)
 SNAPSHOT_OP(dk_snapshot_apply, snapshot_apply)
 SNAPSHOT_OP(dk_snapshot_delete, snapshot_delete)
 
-int dk_amend(struct dk_image *img, const struct dk_opts *opts)
+int dk_amend_progress(struct dk_image *img, const struct dk_opts *opts,
+                      dk_progress_fn progress, void *opaque)
 {
     if (!img->drv->amend)
         return dk_set_error(img, -ENOTSUP, "format %s does not support amend", img->drv->name);
     if (img->read_only)
         return dk_check_request(img, 0, 0, true);
     pthread_mutex_lock(&img->lock);
+    img->progress = progress;
+    img->progress_opaque = opaque;
     int r = img->drv->amend(img, opts);
+    img->progress = NULL;
+    img->progress_opaque = NULL;
     pthread_mutex_unlock(&img->lock);
     return r;
+}
+
+int dk_amend(struct dk_image *img, const struct dk_opts *opts)
+{
+    return dk_amend_progress(img, opts, NULL, NULL);
 }
 
 int dk_set_backing(struct dk_image *img, const char *name, const char *fmt)

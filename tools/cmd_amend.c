@@ -81,7 +81,7 @@ static int print_help(const char *fmt)
 }
 
 static int amend(struct tool_common *tc, const char *file, const char *fmt,
-                 struct dk_opts *opts, const char *optstr)
+                 struct dk_opts *opts, const char *optstr, struct tool_progress *prog)
 {
     /* The backing chain is not needed and may be what is being fixed. */
     struct dk_image *img = tool_open(tc, file, fmt, DK_OPEN_RDWR | DK_OPEN_NO_BACKING);
@@ -90,11 +90,13 @@ static int amend(struct tool_common *tc, const char *file, const char *fmt,
     int rc = 0;
     if (!strcmp(optstr, "help")) {
         rc = print_help(dk_image_format(img));
-    } else if (dk_amend(img, opts) < 0) {
+    } else if (dk_amend_progress(img, opts, tool_progress_cb, prog) < 0) {
         rc = tool_fail("%s", dk_image_errmsg(img));
     }
     if (dk_close(img) < 0 && rc == 0)
         rc = tool_fail("%s: flushing the image failed", file);
+    if (rc == 0 && strcmp(optstr, "help"))
+        tool_progress_end(prog);
     return rc;
 }
 
@@ -107,6 +109,7 @@ int cmd_amend(int argc, char **argv)
         { NULL, 0, NULL, 0 }
     };
     struct tool_common tc = { 0 };
+    struct tool_progress prog = { .enabled = false, .last_centi = -1 };
     struct dk_opts *opts = NULL;
     const char *fmt = NULL, *optstr = NULL;
     bool force = false;
@@ -129,7 +132,8 @@ int cmd_amend(int argc, char **argv)
         }
         case 'f': fmt = optarg; break;
         case 'q': tc.quiet = true; break;
-        case 'p': case 't': break;   /* amend is quick; cache mode ignored */
+        case 'p': prog.enabled = true; break;
+        case 't': break;   /* cache mode: accepted for qemu-img compatibility */
         case OPT_FORCE: force = true; break;
         case 'h': case TOOL_OPT_HELP: usage(stdout); rc = 0; goto out;
         default: usage(stderr); goto out;
@@ -153,7 +157,9 @@ int cmd_amend(int argc, char **argv)
         rc = tool_fail("out of memory");
         goto out;
     }
-    rc = amend(&tc, argv[optind], fmt, opts, optstr);
+    if (tc.quiet)
+        prog.enabled = false;
+    rc = amend(&tc, argv[optind], fmt, opts, optstr, &prog);
 out:
     dk_opts_free(opts);
     tool_common_free(&tc);

@@ -1,19 +1,27 @@
-/* qcow2-amend.c - `diskkit amend` for qcow2: options that change header
- * fields in place (qemu-img amend).
+/* qcow2-amend.c - `diskkit amend` for qcow2: options that change an
+ * existing image in place (qemu-img amend), validated together first and
+ * then applied in qemu's order.
  *
- * Spec: qemu docs/interop/qcow2.txt (compatible feature bit 0 "lazy
- * refcounts", backing file name and format extension, virtual size).
- * Every option is validated before anything is written, so a refused
- * option leaves the image untouched.
- *  - lazy_refcounts=on|off: flips the compatible bit (v3 only). Turning it
- *    off first writes every postponed refcount (the flush clears the dirty
- *    bit), then the refcount-before-L2 write ordering applies again.
- *  - backing_file / backing_fmt: rewrites the name and format; a backing
- *    file needs a format (backing files are never probed).
- *  - size: resize (shrinking allowed, as qemu-img amend does).
- *  - compat, refcount_bits: accepted only with the current value.
- * Known gaps: compat up/downgrades, refcount width changes, data files and
- * encryption key management are refused with a message naming the option.
+ * Spec: qemu docs/interop/qcow2.txt (version 2/3 header, compatible
+ * feature bit 0 "lazy refcounts", refcount_order, backing file name and
+ * format extension, virtual size).
+ * Every option, and every precondition of the changes it asks for, is
+ * checked before anything is written, so a refused amend leaves the image
+ * untouched. Then, as qemu-img amend does:
+ *  1. compat=1.1 (upgrade, qcow2-compat.c) - first, other options may
+ *     need version 3;
+ *  2. refcount_bits=N (qcow2-reforder.c), v3 only unless N is 16;
+ *  3. lazy_refcounts=on|off: flips the compatible bit (v3 only). Turning
+ *     it off first writes every postponed refcount (the flush clears the
+ *     dirty bit), then the refcount-before-L2 write ordering applies;
+ *  4. backing_file / backing_fmt: rewrites the name and format; a backing
+ *     file needs a format (backing files are never probed). qemu-img 7.2
+ *     refuses these ("use rebase"); diskkit keeps allowing them;
+ *  5. size: resize (shrinking allowed, as qemu-img amend does);
+ *  6. compat=0.10 (downgrade, qcow2-compat.c) - last, once the other
+ *     options removed what version 2 cannot express.
+ * Known gaps: data files and encryption key management are refused with a
+ * message naming the option.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -22,41 +30,74 @@
 
 #include "qcow2.h"
 
-static int refuse(struct dk_image *img, const char *key, const char *why)
+/* The image as the options ask it to be. */
+struct plan {
+    uint32_t version;         /* 2 or 3 */
+    uint32_t order;           /* refcount_order */
+    uint64_t size;            /* virtual size */
+};
+
+static int refuse(struct dk_image *img, const char *key)
 {
-    return dk_set_error(img, -ENOTSUP, "qcow2: amending '%s' is not supported%s", key, why);
+    return dk_set_error(img, -ENOTSUP, "qcow2: amending '%s' is not supported", key);
 }
 
-/* Checks one option without changing anything. */
-static int validate(struct dk_image *img, const char *k, const char *v)
+static int parse_refcount_bits(struct dk_image *img, const char *v, uint32_t *order)
 {
-    struct qcow2_state *s = img->priv;
-    uint64_t n;
-    if (!strcmp(k, "lazy_refcounts")) {
-        int b = dk_parse_bool(v);
-        if (b < 0)
-            return dk_set_error(img, -EINVAL, "Parameter 'lazy_refcounts' expects 'on' or 'off'");
-        if (b && !s->v3)
-            return dk_set_error(img, -EINVAL, "Lazy refcounts only supported with "
-                                "compatibility level 1.1 and above (use compat=1.1 or greater)");
-        return 0;
-    }
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (end == v || *end || !n || n > 64 || (n & (n - 1)))
+        return dk_set_error(img, -EINVAL, "Refcount width must be a power of two and may "
+                            "not exceed 64 bits");
+    *order = (uint32_t)__builtin_ctzll(n);
+    return 0;
+}
+
+/* Checks one option without changing anything; records its target. */
+static int validate(struct dk_image *img, const char *k, const char *v, struct plan *p)
+{
+    if (!strcmp(k, "lazy_refcounts"))
+        return dk_parse_bool(v) < 0
+            ? dk_set_error(img, -EINVAL, "Parameter 'lazy_refcounts' expects 'on' or 'off'") : 0;
     if (!strcmp(k, "backing_file") || !strcmp(k, "backing_fmt") || !strcmp(k, "force"))
         return 0;
     if (!strcmp(k, "size"))
-        return dk_parse_size(v, &n) < 0 || !n
+        return dk_parse_size(v, &p->size) < 0 || !p->size
             ? dk_set_error(img, -EINVAL, "Parameter 'size' expects a size, got '%s'", v) : 0;
     if (!strcmp(k, "compat")) {
-        bool v3 = !strcmp(v, "1.1") || !strcmp(v, "v3");
-        bool v2 = !strcmp(v, "0.10") || !strcmp(v, "v2");
-        if (!v2 && !v3)
+        if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
+            p->version = 3;
+        else if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
+            p->version = 2;
+        else
             return dk_set_error(img, -EINVAL, "Invalid compatibility level: '%s'", v);
-        return v3 == s->v3 ? 0 : refuse(img, k, " (convert the image with -o compat=...)");
+        return 0;
     }
     if (!strcmp(k, "refcount_bits"))
-        return strtoull(v, NULL, 10) == 1ull << s->refcount_order
-            ? 0 : refuse(img, k, " (convert the image with -o refcount_bits=...)");
-    return refuse(img, k, "");
+        return parse_refcount_bits(img, v, &p->order);
+    return refuse(img, k);
+}
+
+/* Checks the options against each other and the image (writes nothing
+ * but a flush of cached metadata). */
+static int validate_plan(struct dk_image *img, const struct dk_opts *opts, const struct plan *p)
+{
+    struct qcow2_state *s = img->priv;
+    const char *lazy = dk_opts_get(opts, "lazy_refcounts");
+    if (lazy && dk_parse_bool(lazy) == 1 && p->version < 3)
+        return dk_set_error(img, -EINVAL, "Lazy refcounts only supported with "
+                            "compatibility level 1.1 and above (use compat=1.1 or greater)");
+    if (p->order != s->refcount_order && p->version < 3 && p->order != 4)
+        return dk_set_error(img, -EINVAL, "Refcount widths other than 16 bits require "
+                            "compatibility level 1.1 or above (use compat=1.1 or greater)");
+    int r = 0;
+    if (p->version == 3 && !s->v3)
+        r = qcow2_upgrade_check(img);
+    if (r == 0 && p->order != s->refcount_order)
+        r = qcow2_refcount_order_check(img, p->order);
+    if (r == 0 && p->version == 2 && s->v3)
+        r = qcow2_downgrade_check(img, p->order, p->size);
+    return r;
 }
 
 static int set_lazy(struct dk_image *img, bool on)
@@ -98,24 +139,54 @@ static int set_backing(struct dk_image *img, const char *name, const char *fmt)
     return qcow2_set_backing(img, name, fmt);
 }
 
-int qcow2_amend(struct dk_image *img, const struct dk_opts *opts)
+void qcow2_amend_progress(struct dk_image *img, uint64_t done, uint64_t total)
 {
-    if (!dk_opts_count(opts))
-        return dk_set_error(img, -EINVAL, "no options to amend");
-    for (size_t i = 0; i < dk_opts_count(opts); i++) {
-        int r = validate(img, dk_opts_key(opts, i), dk_opts_value(opts, i));
-        if (r < 0)
-            return r;
-    }
-    const char *lazy = dk_opts_get(opts, "lazy_refcounts"), *size = dk_opts_get(opts, "size");
+    struct qcow2_state *s = img->priv;
+    const uint64_t unit = 1000000;
+    if (!img->progress || !s->amend_steps)
+        return;
+    uint64_t part = total && done < total ? done * unit / total : unit;
+    img->progress(img->progress_opaque, s->amend_step * unit + part, s->amend_steps * unit);
+}
+
+/* Applies the validated plan P in qemu-img's order. */
+static int apply(struct dk_image *img, const struct dk_opts *opts, const struct plan *p)
+{
+    struct qcow2_state *s = img->priv;
+    const char *lazy = dk_opts_get(opts, "lazy_refcounts");
     const char *bf = dk_opts_get(opts, "backing_file"), *bfmt = dk_opts_get(opts, "backing_fmt");
+    bool up = p->version == 3 && !s->v3, down = p->version == 2 && s->v3;
+    bool reorder = p->order != s->refcount_order;
     int r = 0;
-    if (lazy)
+    s->amend_step = 0;
+    s->amend_steps = up + reorder + down;
+    if (up && (r = qcow2_upgrade(img)) == 0)
+        s->amend_step++;
+    if (r == 0 && reorder && (r = qcow2_refcount_order_change(img, p->order)) == 0)
+        s->amend_step++;
+    if (r == 0 && lazy)
         r = set_lazy(img, dk_parse_bool(lazy) == 1);
     if (r == 0 && (bf || bfmt))
         r = set_backing(img, bf, bfmt);
-    uint64_t n;
-    if (r == 0 && size && dk_parse_size(size, &n) == 0 && n != img->size)
-        r = qcow2_truncate(img, n, NULL, n < img->size ? DK_RESIZE_SHRINK : 0);
+    if (r == 0 && p->size != img->size)
+        r = qcow2_truncate(img, p->size, NULL, p->size < img->size ? DK_RESIZE_SHRINK : 0);
+    if (r == 0 && down)
+        r = qcow2_downgrade(img);
+    s->amend_steps = 0;
     return r;
+}
+
+int qcow2_amend(struct dk_image *img, const struct dk_opts *opts)
+{
+    struct qcow2_state *s = img->priv;
+    struct plan p = { s->v3 ? 3 : 2, s->refcount_order, img->size };
+    if (!dk_opts_count(opts))
+        return dk_set_error(img, -EINVAL, "no options to amend");
+    for (size_t i = 0; i < dk_opts_count(opts); i++) {
+        int r = validate(img, dk_opts_key(opts, i), dk_opts_value(opts, i), &p);
+        if (r < 0)
+            return r;
+    }
+    int r = validate_plan(img, opts, &p);
+    return r < 0 ? r : apply(img, opts, &p);
 }

@@ -151,7 +151,7 @@ static int parse_params(const struct dk_create_ctx *c, struct create_params *p)
 }
 
 /* qemu's feature name table: 8 entries of 48 bytes. */
-static size_t feature_table(uint8_t *b)
+size_t qcow2_feature_table(uint8_t *b)
 {
     static const struct { uint8_t type, bit; const char *name; } f[] = {
         { 0, 0, "dirty bit" }, { 0, 1, "corrupt bit" }, { 0, 2, "external data file" },
@@ -190,7 +190,7 @@ static int build_initial(const struct create_params *p, uint8_t *buf, uint64_t c
     /* qemu-img 7.2 writes the feature name table only with clusters
      * larger than 4 KiB (observed: none at 512..4k, present from 8k). */
     if (p->version >= 3 && cs > 4096) {
-        size_t n = feature_table(buf + off + 8);
+        size_t n = qcow2_feature_table(buf + off + 8);
         dk_put_be32(buf + off, QCOW2_EXT_FEATURES);
         dk_put_be32(buf + off + 4, (uint32_t)n);
         off += 8 + n;

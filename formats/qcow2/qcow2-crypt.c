@@ -136,6 +136,11 @@ void qcow2_crypt_close(struct qcow2_state *s)
     s->crypt = NULL;
 }
 
+bool qcow2_crypt_has_key(const struct qcow2_state *s)
+{
+    return !s->crypt || s->crypt->cipher;
+}
+
 bool qcow2_crypt_area(const struct qcow2_state *s, uint64_t *off, uint64_t *len)
 {
     if (!s->crypt || s->crypt->method != QCOW2_CRYPT_LUKS)

@@ -189,6 +189,8 @@ struct qcow2_state {
     /* preallocation=metadata detected (qcow2-cluster.c): data clusters
      * may be host holes, which block status then reports as zeros */
     bool meta_prealloc_checked, meta_prealloc;
+
+    uint32_t amend_step, amend_steps;   /* progress of an amend (qcow2-amend.c) */
 };
 
 /* Kinds of L2 entries (standard entries, no subclusters). */
@@ -250,6 +252,26 @@ int qcow2_snaptable_encode(struct dk_image *img, const struct qcow2_snapshot *sn
 /* ----------------------------------- qcow2-amend.c (imgcmds helper) */
 
 int qcow2_amend(struct dk_image *img, const struct dk_opts *opts);
+/* Reports DONE of TOTAL for the current step of a multi-step amend. */
+void qcow2_amend_progress(struct dk_image *img, uint64_t done, uint64_t total);
+
+/* ---------------------------------- qcow2-compat.c (imgcmds helper) */
+
+/* compat=1.1 on a v2 image: checks only / applies (see the file). */
+int qcow2_upgrade_check(struct dk_image *img);
+int qcow2_upgrade(struct dk_image *img);
+/* compat=0.10: qemu's preconditions for the image as it will be after the
+ * other amended options (refcount ORDER, virtual SIZE); writes nothing
+ * but a flush of cached metadata. */
+int qcow2_downgrade_check(struct dk_image *img, uint32_t order, uint64_t size);
+int qcow2_downgrade(struct dk_image *img);
+
+/* -------------------------------- qcow2-reforder.c (imgcmds helper) */
+
+/* refcount_bits=1<<ORDER: checks that every refcount fits / rebuilds the
+ * refcount structure in the new width (crash safe, see the file). */
+int qcow2_refcount_order_check(struct dk_image *img, uint32_t order);
+int qcow2_refcount_order_change(struct dk_image *img, uint32_t order);
 
 /* ---------------------------------- qcow2-switch.c (imgcmds helper) */
 
@@ -362,6 +384,9 @@ int qcow2_measure(const struct dk_opts *opts, uint64_t size, struct dk_image *sr
 int qcow2_truncate(struct dk_image *img, uint64_t size, const char *prealloc,
                    unsigned flags);
 extern const struct dk_optdesc qcow2_create_opts[];
+/* Fills BUF with qemu's feature name table; returns its length. */
+#define QCOW2_FEATURE_TABLE_BYTES 384u   /* 8 entries of 48 bytes */
+size_t qcow2_feature_table(uint8_t *buf);
 
 /* --------------------------------------------------- qcow2-crypt.c */
 
@@ -376,6 +401,8 @@ struct qcow2_crypt_params {
  * (no secret: opens, data I/O refused; wrong secret: -EACCES). */
 int qcow2_crypt_open(struct dk_image *img, uint64_t file_size);
 void qcow2_crypt_close(struct qcow2_state *s);
+/* False when the image is encrypted and opened without its secret. */
+bool qcow2_crypt_has_key(const struct qcow2_state *s);
 /* The LUKS area (header + key material) as host range, if any. */
 bool qcow2_crypt_area(const struct qcow2_state *s, uint64_t *off, uint64_t *len);
 /* Guest data to/from the host file: decrypts/encrypts when encrypted

@@ -185,7 +185,7 @@ if "$DISKKIT" amend -o lazy_refcounts=on am.qcow2; then
     same am.qcow2 am-ref.qcow2 "amend size"
     qemu-img info am.qcow2 | grep -q "lazy refcounts: false" || fail "amend lazy off"
     qcheck am.qcow2 "amend lazy off"
-    expect_rc 1 "amend compat change" "$DISKKIT" amend -o compat=0.10 am.qcow2
+    expect_rc 1 "amend compat=0.10 with lazy_refcounts=on" "$DISKKIT" amend -o compat=0.10,lazy_refcounts=on am.qcow2
     expect_rc 1 "amend backing without format" "$DISKKIT" amend -o backing_file=b1 am.qcow2
     expect_rc 0 "amend backing" "$DISKKIT" amend -o backing_file=b1,backing_fmt=qcow2 am.qcow2
     qemu-img info am.qcow2 | grep -qx "backing file: b1" || fail "amend backing name"
