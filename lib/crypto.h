@@ -14,8 +14,8 @@
  *    and the payload sector cipher).
  *
  * Secrets: every key buffer is wiped with explicit_bzero after use and
- * when an object is freed (also when libcrypto could not be loaded); no message ever contains key material or a
- * passphrase.
+ * when an object is freed (also when libcrypto could not be loaded); no
+ * message ever contains key material or a passphrase.
  * SPDX-License-Identifier: MIT
  */
 #ifndef DK_CRYPTO_H

@@ -3,7 +3,7 @@
 # images (lib/crypto-lib.c):
 #  - diskkit is not linked with libcrypto (ldd);
 #  - with libcrypto.so.3 made unloadable (a user+mount namespace binds
-#    /dev/null over it), plain images and info of a LUKS image still work,
+#    /dev/null over it), plain images and info/check of a LUKS image work,
 #    while reading with a passphrase and creating an encrypted image fail
 #    with one line naming libcrypto.so.3, and leave the image untouched;
 #  - outside the namespace the same commands succeed (the test can fail).
@@ -40,10 +40,11 @@ without() {
         >out.std 2>out.txt
 }
 
-note "without libcrypto: plain images and LUKS info work"
+note "without libcrypto: plain images and LUKS info/check work"
 without "$DK" info plain.qcow2 || fail "info of a plain image: $(cat out.txt)"
 without "$DK" info luks.qcow2 || fail "info of a LUKS image: $(cat out.txt)"
 grep -q luks out.std || fail "info does not describe the LUKS header: $(cat out.std)"
+without "$DK" check luks.qcow2 || fail "check of a LUKS image: $(cat out.txt)"
 
 want='encrypted images need libcrypto.so.3 (OpenSSL 3)'
 # expect_nolib WHAT: the last run failed cleanly with the loader's message.
