@@ -6,7 +6,7 @@
 #    /dev/null over it), plain images and info/check of a LUKS image work,
 #    while reading with a passphrase and creating an encrypted image fail
 #    with one line naming libcrypto.so.3, and leave the image untouched;
-#  - outside the namespace the same commands succeed (the test can fail).
+#  - outside the namespace the LUKS image reads (so the test can fail).
 # Skips when qemu-img or unprivileged namespaces are unavailable.
 . "$(dirname "$0")/lib.sh"
 need qemu-img ldd unshare ldconfig
