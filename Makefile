@@ -10,8 +10,10 @@ CC       ?= gcc
 VERSION  := 0.1.0
 SOVER    := 0
 
-PKGS     := zlib libzstd libcrypto ext2fs com_err
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKGS     := zlib libzstd ext2fs com_err
+# libcrypto is not linked: lib/crypto-lib.c dlopens it on first use, so
+# only its headers are needed here.
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcrypto 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null)

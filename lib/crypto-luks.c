@@ -11,6 +11,10 @@
  * payload-offset = 8 + 8 * S sectors = the area length (qcow2's FDE header
  * extension length). Inactive slots keep their offsets and 4000 stripes.
  *
+ * OpenSSL is called through crypto-lib.h's table: af_run and
+ * dk_luks_create load it; unlocking loads it in dk_sector_cipher_check
+ * before any other call. Secrets are wiped with explicit_bzero.
+ *
  * Known gaps: LUKS2; adding/removing key slots (amend); detached headers.
  * SPDX-License-Identifier: MIT
  */
@@ -19,10 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
+#include "crypto-lib.h"
 #include "crypto.h"
 #include "internal.h"
 
@@ -38,13 +39,15 @@ static const uint8_t luks_magic[DK_LUKS_MAGIC_LEN] = { 'L', 'U', 'K', 'S', 0xba,
  * hash(be32(j) || chunk), the last chunk truncated to what is left. */
 static int diffuse(EVP_MD *md, EVP_MD_CTX *ctx, uint8_t *buf, size_t len)
 {
-    size_t ds = (size_t)EVP_MD_get_size(md);
+    size_t ds = (size_t)dk_osl->EVP_MD_get_size(md);
     uint8_t iv[4], out[EVP_MAX_MD_SIZE];
     for (size_t off = 0, j = 0; off < len; off += ds, j++) {
         size_t n = DK_MIN(ds, len - off);
         dk_put_be32(iv, (uint32_t)j);
-        if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, iv, 4) ||
-            !EVP_DigestUpdate(ctx, buf + off, n) || !EVP_DigestFinal_ex(ctx, out, NULL))
+        if (!dk_osl->EVP_DigestInit_ex(ctx, md, NULL) ||
+            !dk_osl->EVP_DigestUpdate(ctx, iv, 4) ||
+            !dk_osl->EVP_DigestUpdate(ctx, buf + off, n) ||
+            !dk_osl->EVP_DigestFinal_ex(ctx, out, NULL))
             return -EIO;
         memcpy(buf + off, out, n);
     }
@@ -65,13 +68,16 @@ static int af_run(enum dk_hash h, uint8_t *material, size_t block, uint32_t stri
 {
     if (!block || !stripes || block > DK_LUKS_MAX_KEY_BYTES)
         return -EINVAL;
+    int r = dk_crypto_lib_load(NULL);
+    if (r)
+        return r;
     EVP_MD *md = dk_crypto_md_fetch(h);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *ctx = dk_osl->EVP_MD_CTX_new();
     uint8_t d[DK_LUKS_MAX_KEY_BYTES] = { 0 };
-    int r = md && ctx ? 0 : -ENOMEM;
+    r = md && ctx ? 0 : -ENOMEM;
     for (uint32_t i = 0; !r && i + 1 < stripes; i++) {
         uint8_t *s = material + (size_t)i * block;
-        if (secret && RAND_bytes(s, (int)block) != 1)
+        if (secret && dk_osl->RAND_bytes(s, (int)block) != 1)
             r = -EIO;
         xor_into(d, s, block);
         if (!r)
@@ -85,9 +91,9 @@ static int af_run(enum dk_hash h, uint8_t *material, size_t block, uint32_t stri
         memcpy(out, d, block);
         xor_into(out, last, block);
     }
-    OPENSSL_cleanse(d, sizeof(d));
-    EVP_MD_CTX_free(ctx);
-    EVP_MD_free(md);
+    explicit_bzero(d, sizeof(d));
+    dk_osl->EVP_MD_CTX_free(ctx);
+    dk_osl->EVP_MD_free(md);
     return r;
 }
 
@@ -267,7 +273,7 @@ void dk_luks_free(struct dk_luks *l)
     if (!l)
         return;
     dk_sector_cipher_free(l->cipher);
-    OPENSSL_cleanse(l, sizeof(*l));
+    explicit_bzero(l, sizeof(*l));
     free(l);
 }
 
@@ -299,14 +305,14 @@ static int try_slot(const struct dk_luks_header *h, int i, const uint8_t *area,
         r = dk_crypto_pbkdf2(h->hash, mk, h->key_bytes, h->mk_digest_salt,
                              DK_LUKS_SALT_LEN, h->mk_digest_iter, digest, sizeof(digest));
     if (!r)
-        r = CRYPTO_memcmp(digest, h->mk_digest, sizeof(digest)) ? 1 : 0;
+        r = dk_osl->CRYPTO_memcmp(digest, h->mk_digest, sizeof(digest)) ? 1 : 0;
     else if (!err || !err->code)
         dk_error_set(err, r, "LUKS: cannot decrypt key slot %d", i);
     dk_sector_cipher_free(c);
     if (mat)
-        OPENSSL_cleanse(mat, len);
+        explicit_bzero(mat, len);
     free(mat);
-    OPENSSL_cleanse(key, sizeof(key));
+    explicit_bzero(key, sizeof(key));
     return r;
 }
 
@@ -398,8 +404,9 @@ static int init_header(const struct dk_luks_create_params *p, struct dk_luks_hea
              s->ivgen == DK_IVGEN_ESSIV ? dk_hash_name(s->ivgen_hash) : "");
     snprintf(h->hash_spec, sizeof(h->hash_spec), "%s", dk_hash_name(p->hash));
     uint8_t u[16];
-    if (RAND_bytes(u, sizeof(u)) != 1 || RAND_bytes(h->mk_digest_salt, DK_LUKS_SALT_LEN) != 1 ||
-        RAND_bytes(h->slots[0].salt, DK_LUKS_SALT_LEN) != 1)
+    if (dk_osl->RAND_bytes(u, sizeof(u)) != 1 ||
+        dk_osl->RAND_bytes(h->mk_digest_salt, DK_LUKS_SALT_LEN) != 1 ||
+        dk_osl->RAND_bytes(h->slots[0].salt, DK_LUKS_SALT_LEN) != 1)
         return dk_error_set(err, -EIO, "LUKS: no random numbers available");
     u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);   /* RFC 4122 version 4 */
     u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
@@ -448,7 +455,7 @@ static int write_slot0(struct dk_luks *l, uint8_t *area, const unsigned char *pa
     if (!r && (r = dk_sector_encrypt(c, mat, len, 0)))
         dk_error_set(err, r, "LUKS: cannot encrypt the key material");
     dk_sector_cipher_free(c);
-    OPENSSL_cleanse(key, sizeof(key));
+    explicit_bzero(key, sizeof(key));
     return r;
 }
 
@@ -458,13 +465,16 @@ int dk_luks_create(const struct dk_luks_create_params *p, const unsigned char *p
 {
     *out = NULL;
     *area = NULL;
+    int r = dk_crypto_lib_load(err);
+    if (r)
+        return r;
     struct dk_luks *l = calloc(1, sizeof(*l));
     if (!l)
         return dk_error_set(err, -ENOMEM, "out of memory");
     uint8_t *buf = NULL;
     size_t len = 0;
-    int r = init_header(p, &l->hdr, err);
-    if (!r && RAND_bytes(l->master_key, (int)l->hdr.key_bytes) != 1)
+    r = init_header(p, &l->hdr, err);
+    if (!r && dk_osl->RAND_bytes(l->master_key, (int)l->hdr.key_bytes) != 1)
         r = dk_error_set(err, -EIO, "LUKS: no random numbers available");
     /* Checks the cipher is usable before the slow parts. */
     if (!r)

@@ -1,6 +1,8 @@
 /* crypto-sector.c - sector ciphers (cipher + mode + IV generator) over
  * OpenSSL EVP, the algorithm name tables, hash/PBKDF2 helpers and the
- * qcow2 legacy AES key derivation.
+ * qcow2 legacy AES key derivation. OpenSSL is called through the table
+ * of crypto-lib.h, loaded by the entry points that may come first
+ * (fetch_spec, dk_crypto_md_fetch, dk_crypto_hash, dk_crypto_pbkdf2).
  *
  * Semantics follow dm-crypt / qemu crypto/block.c with 512-byte sectors:
  * each sector is an independent unit encrypted with IV = ivgen(sector).
@@ -25,10 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/provider.h>
-
+#include "crypto-lib.h"
 #include "crypto.h"
 #include "internal.h"
 
@@ -134,13 +133,14 @@ static pthread_once_t libctx_once = PTHREAD_ONCE_INIT;
 
 static void libctx_init(void)
 {
-    libctx = OSSL_LIB_CTX_new();
+    libctx = dk_osl->OSSL_LIB_CTX_new();
     if (!libctx)
         return;
-    OSSL_PROVIDER_load(libctx, "default");
-    OSSL_PROVIDER_load(libctx, "legacy");   /* optional */
+    dk_osl->OSSL_PROVIDER_load(libctx, "default");
+    dk_osl->OSSL_PROVIDER_load(libctx, "legacy");   /* optional */
 }
 
+/* Only called once dk_crypto_lib_load() has succeeded. */
 static OSSL_LIB_CTX *crypto_libctx(void)
 {
     pthread_once(&libctx_once, libctx_init);
@@ -149,21 +149,27 @@ static OSSL_LIB_CTX *crypto_libctx(void)
 
 EVP_MD *dk_crypto_md_fetch(enum dk_hash h)
 {
-    return EVP_MD_fetch(crypto_libctx(), hashes[h].ossl, NULL);
+    if (dk_crypto_lib_load(NULL))
+        return NULL;
+    return dk_osl->EVP_MD_fetch(crypto_libctx(), hashes[h].ossl, NULL);
 }
 
 int dk_crypto_hash(enum dk_hash h, const void *a, size_t alen, const void *b,
                    size_t blen, uint8_t *out)
 {
+    int r = dk_crypto_lib_load(NULL);
+    if (r)
+        return r;
     EVP_MD *md = dk_crypto_md_fetch(h);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int r = -EIO;
-    if (md && ctx && EVP_DigestInit_ex(ctx, md, NULL) &&
-        EVP_DigestUpdate(ctx, a, alen) && (!blen || EVP_DigestUpdate(ctx, b, blen)) &&
-        EVP_DigestFinal_ex(ctx, out, NULL))
+    EVP_MD_CTX *ctx = dk_osl->EVP_MD_CTX_new();
+    r = -EIO;
+    if (md && ctx && dk_osl->EVP_DigestInit_ex(ctx, md, NULL) &&
+        dk_osl->EVP_DigestUpdate(ctx, a, alen) &&
+        (!blen || dk_osl->EVP_DigestUpdate(ctx, b, blen)) &&
+        dk_osl->EVP_DigestFinal_ex(ctx, out, NULL))
         r = 0;
-    EVP_MD_CTX_free(ctx);
-    EVP_MD_free(md);
+    dk_osl->EVP_MD_CTX_free(ctx);
+    dk_osl->EVP_MD_free(md);
     return r;
 }
 
@@ -173,13 +179,16 @@ int dk_crypto_pbkdf2(enum dk_hash h, const void *pass, size_t pass_len,
 {
     if (pass_len > INT32_MAX || iters == 0 || iters > INT32_MAX)
         return -EINVAL;
+    int r = dk_crypto_lib_load(NULL);
+    if (r)
+        return r;
     EVP_MD *md = dk_crypto_md_fetch(h);
     if (!md)
         return -ENOTSUP;
     /* An empty passphrase is legal; OpenSSL wants a non-NULL pointer. */
-    int ok = PKCS5_PBKDF2_HMAC(pass_len ? pass : "", (int)pass_len, salt, (int)salt_len,
-                               (int)iters, md, (int)out_len, out);
-    EVP_MD_free(md);
+    int ok = dk_osl->PKCS5_PBKDF2_HMAC(pass_len ? pass : "", (int)pass_len, salt,
+                                       (int)salt_len, (int)iters, md, (int)out_len, out);
+    dk_osl->EVP_MD_free(md);
     return ok ? 0 : -EIO;
 }
 
@@ -201,18 +210,18 @@ static EVP_CIPHER *cipher_fetch(const char *family, enum dk_cipher_mode m)
     };
     char name[32];
     snprintf(name, sizeof(name), "%s-%s", family, suffix[m]);
-    return EVP_CIPHER_fetch(crypto_libctx(), name, NULL);
+    return dk_osl->EVP_CIPHER_fetch(crypto_libctx(), name, NULL);
 }
 
 /* A template context keyed with KEY for direction ENC (padding off). */
 static EVP_CIPHER_CTX *keyed_ctx(EVP_CIPHER *ci, const uint8_t *key, int enc)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *ctx = dk_osl->EVP_CIPHER_CTX_new();
     if (!ctx)
         return NULL;
-    if (!EVP_CipherInit_ex(ctx, ci, NULL, key, NULL, enc) ||
-        !EVP_CIPHER_CTX_set_padding(ctx, 0)) {
-        EVP_CIPHER_CTX_free(ctx);
+    if (!dk_osl->EVP_CipherInit_ex(ctx, ci, NULL, key, NULL, enc) ||
+        !dk_osl->EVP_CIPHER_CTX_set_padding(ctx, 0)) {
+        dk_osl->EVP_CIPHER_CTX_free(ctx);
         return NULL;
     }
     return ctx;
@@ -235,8 +244,8 @@ static int essiv_setup(struct dk_sector_cipher *c, const uint8_t *key, size_t ke
     EVP_CIPHER *ci = r ? NULL : cipher_fetch(family, DK_CMODE_ECB);
     if (ci)
         c->essiv = keyed_ctx(ci, ekey, 1);
-    OPENSSL_cleanse(ekey, sizeof(ekey));
-    EVP_CIPHER_free(ci);
+    explicit_bzero(ekey, sizeof(ekey));
+    dk_osl->EVP_CIPHER_free(ci);
     if (!c->essiv)
         return dk_error_set(err, -EIO, "cannot set up the essiv IV generator");
     return 0;
@@ -263,11 +272,14 @@ static int check_spec(const struct dk_cipher_spec *s, size_t key_len, struct dk_
     return 0;
 }
 
-/* Checks SPEC and KEY_LEN and fetches the OpenSSL cipher into *CI. */
+/* Checks SPEC and KEY_LEN, loads libcrypto and fetches the OpenSSL
+ * cipher into *CI. Every sector cipher is created through here. */
 static int fetch_spec(const struct dk_cipher_spec *spec, size_t key_len, EVP_CIPHER **ci,
                       struct dk_error *err)
 {
     int r = check_spec(spec, key_len, err);
+    if (!r)
+        r = dk_crypto_lib_load(err);
     if (r)
         return r;
     *ci = cipher_fetch(algs[spec->alg].family, spec->mode);
@@ -283,7 +295,8 @@ int dk_sector_cipher_check(const struct dk_cipher_spec *spec, size_t key_len,
 {
     EVP_CIPHER *ci = NULL;
     int r = fetch_spec(spec, key_len, &ci, err);
-    EVP_CIPHER_free(ci);
+    if (!r)
+        dk_osl->EVP_CIPHER_free(ci);
     return r;
 }
 
@@ -297,14 +310,14 @@ int dk_sector_cipher_new(struct dk_sector_cipher **out, const struct dk_cipher_s
         return r;
     struct dk_sector_cipher *c = calloc(1, sizeof(*c));
     if (!c) {
-        EVP_CIPHER_free(ci);
+        dk_osl->EVP_CIPHER_free(ci);
         return dk_error_set(err, -ENOMEM, "out of memory");
     }
     c->spec = *spec;
-    c->iv_len = (size_t)EVP_CIPHER_get_iv_length(ci);
+    c->iv_len = (size_t)dk_osl->EVP_CIPHER_get_iv_length(ci);
     c->enc = keyed_ctx(ci, key, 1);
     c->dec = keyed_ctx(ci, key, 0);
-    EVP_CIPHER_free(ci);
+    dk_osl->EVP_CIPHER_free(ci);
     if (!c->enc || !c->dec)
         r = dk_error_set(err, -EIO, "cannot key cipher %s-%s", algs[spec->alg].name,
                          modes[spec->mode]);
@@ -322,10 +335,11 @@ void dk_sector_cipher_free(struct dk_sector_cipher *c)
 {
     if (!c)
         return;
-    /* EVP_CIPHER_CTX_free cleanses the key schedules. */
-    EVP_CIPHER_CTX_free(c->enc);
-    EVP_CIPHER_CTX_free(c->dec);
-    EVP_CIPHER_CTX_free(c->essiv);
+    /* C exists only after a successful load (fetch_spec); the
+     * EVP_CIPHER_CTX_free calls cleanse the key schedules. */
+    dk_osl->EVP_CIPHER_CTX_free(c->enc);
+    dk_osl->EVP_CIPHER_CTX_free(c->dec);
+    dk_osl->EVP_CIPHER_CTX_free(c->essiv);
     free(c);
 }
 
@@ -346,7 +360,7 @@ static int make_iv(const struct dk_sector_cipher *c, EVP_CIPHER_CTX *essiv,
     if (c->spec.ivgen != DK_IVGEN_ESSIV)
         return 0;
     int n;
-    return EVP_EncryptUpdate(essiv, iv, &n, iv, (int)c->iv_len) ? 0 : -EIO;
+    return dk_osl->EVP_EncryptUpdate(essiv, iv, &n, iv, (int)c->iv_len) ? 0 : -EIO;
 }
 
 static int crypt_sectors(const struct dk_sector_cipher *c, bool enc, uint8_t *p,
@@ -354,33 +368,33 @@ static int crypt_sectors(const struct dk_sector_cipher *c, bool enc, uint8_t *p,
 {
     if (len % DK_SECTOR_SIZE || len > INT32_MAX)
         return -EINVAL;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    EVP_CIPHER_CTX *ectx = c->essiv ? EVP_CIPHER_CTX_new() : NULL;
+    EVP_CIPHER_CTX *ctx = dk_osl->EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *ectx = c->essiv ? dk_osl->EVP_CIPHER_CTX_new() : NULL;
     int r = -EIO, n;
     if (!ctx || (c->essiv && !ectx)) {
         r = -ENOMEM;
         goto out;
     }
-    if (!EVP_CIPHER_CTX_copy(ctx, enc ? c->enc : c->dec) ||
-        (ectx && !EVP_CIPHER_CTX_copy(ectx, c->essiv)))
+    if (!dk_osl->EVP_CIPHER_CTX_copy(ctx, enc ? c->enc : c->dec) ||
+        (ectx && !dk_osl->EVP_CIPHER_CTX_copy(ectx, c->essiv)))
         goto out;
     if (!c->iv_len) {   /* ecb: no IV, one pass */
-        r = EVP_CipherUpdate(ctx, p, &n, p, (int)len) ? 0 : -EIO;
+        r = dk_osl->EVP_CipherUpdate(ctx, p, &n, p, (int)len) ? 0 : -EIO;
         goto out;
     }
     uint8_t iv[EVP_MAX_IV_LENGTH];
     for (size_t i = 0; i < len / DK_SECTOR_SIZE; i++) {
         uint8_t *s = p + i * DK_SECTOR_SIZE;
         if (make_iv(c, ectx, sector + i, iv) ||
-            !EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, -1) ||
-            !EVP_CipherUpdate(ctx, s, &n, s, DK_SECTOR_SIZE) || n != DK_SECTOR_SIZE)
+            !dk_osl->EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, -1) ||
+            !dk_osl->EVP_CipherUpdate(ctx, s, &n, s, DK_SECTOR_SIZE) || n != DK_SECTOR_SIZE)
             goto out;
     }
-    OPENSSL_cleanse(iv, sizeof(iv));
+    explicit_bzero(iv, sizeof(iv));
     r = 0;
 out:
-    EVP_CIPHER_CTX_free(ctx);
-    EVP_CIPHER_CTX_free(ectx);
+    dk_osl->EVP_CIPHER_CTX_free(ctx);
+    dk_osl->EVP_CIPHER_CTX_free(ectx);
     return r;
 }
 
@@ -410,6 +424,6 @@ int dk_qcow_aes_new(struct dk_sector_cipher **out, const unsigned char *pass,
     size_t n = nul ? (size_t)(nul - pass) : pass_len;
     memcpy(key, pass, DK_MIN(n, sizeof(key)));
     int r = dk_sector_cipher_new(out, &spec, key, sizeof(key), err);
-    OPENSSL_cleanse(key, sizeof(key));
+    explicit_bzero(key, sizeof(key));
     return r;
 }

@@ -1,6 +1,9 @@
 /* crypto.h - sector ciphers and LUKS1 key management used by the drivers
  * (qcow2 LUKS and legacy AES; ARCHITECTURE.md decision 3). All primitives
- * come from OpenSSL libcrypto; nothing here touches a file or a handle.
+ * come from OpenSSL libcrypto, loaded at run time on first use
+ * (crypto-lib.h): without it the calls that need it fail with -ENOTSUP
+ * and a message naming libcrypto.so.3; LUKS headers still decode.
+ * Nothing here touches a file or a handle.
  *
  * Objects:
  *  - struct dk_sector_cipher: a keyed cipher + IV generator that encrypts
@@ -10,9 +13,9 @@
  *  - struct dk_luks: an unlocked LUKS1 header (parsed header, master key
  *    and the payload sector cipher).
  *
- * Secrets: every key buffer is wiped with OPENSSL_cleanse after use and
- * when an object is freed; no message ever contains key material or a
- * passphrase.
+ * Secrets: every key buffer is wiped with explicit_bzero after use and
+ * when an object is freed (also when libcrypto could not be loaded); no
+ * message ever contains key material or a passphrase.
  * SPDX-License-Identifier: MIT
  */
 #ifndef DK_CRYPTO_H
@@ -102,8 +105,8 @@ int dk_qcow_aes_new(struct dk_sector_cipher **out, const unsigned char *pass,
 
 /* Hash and KDF helpers shared with crypto-luks.c. dk_crypto_md_fetch
  * returns an EVP_MD (declared by its struct tag so this header needs no
- * OpenSSL include) from diskkit's private OpenSSL context, or NULL; free
- * it with EVP_MD_free. */
+ * OpenSSL include) from diskkit's private OpenSSL context, or NULL (also
+ * when libcrypto cannot be loaded); free it with dk_osl->EVP_MD_free. */
 struct evp_md_st;
 struct evp_md_st *dk_crypto_md_fetch(enum dk_hash h);
 int dk_crypto_hash(enum dk_hash h, const void *a, size_t alen, const void *b,

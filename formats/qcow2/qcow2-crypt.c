@@ -26,8 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "crypto.h"
 #include "qcow2.h"
 
@@ -131,7 +129,7 @@ void qcow2_crypt_close(struct qcow2_state *s)
     if (!s->crypt)
         return;
     dk_sector_cipher_free(s->crypt->cipher);
-    OPENSSL_cleanse(s->crypt, sizeof(*s->crypt));
+    explicit_bzero(s->crypt, sizeof(*s->crypt));
     free(s->crypt);
     s->crypt = NULL;
 }
@@ -190,7 +188,7 @@ int qcow2_data_pread(struct dk_image *img, void *buf, size_t n, uint64_t host, u
     int r = read_sectors(img, tmp, span, host - head, guest - head);
     if (r >= 0)
         memcpy(buf, tmp + head, n);
-    OPENSSL_cleanse(tmp, span);
+    explicit_bzero(tmp, span);
     free(tmp);
     return r;
 }
@@ -224,7 +222,7 @@ static int write_rmw(struct dk_image *img, const uint8_t *buf, size_t n, uint64_
         memcpy(tmp + head, buf, n);
         r = write_sectors(img, tmp, NULL, span, host - head, guest - head);
     }
-    OPENSSL_cleanse(tmp, span);
+    explicit_bzero(tmp, span);
     free(tmp);
     return r;
 }
