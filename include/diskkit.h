@@ -375,6 +375,27 @@ int dk_rebase(struct dk_image *img, struct dk_image *new_backing, const char *na
 #define DK_COMMIT_KEEP 0x1u
 int dk_commit(struct dk_image *img, unsigned flags, dk_progress_fn progress, void *opaque);
 
+/* Commit into BASE, any layer of IMG's backing chain (qemu-img commit -b):
+ * every range stored in a layer above BASE is written into BASE as it reads
+ * through IMG; BASE grows when IMG is larger. BASE must be writable (open
+ * with dk_open_chain_rw); IMG may be read-only. When BASE is IMG's direct
+ * backing file this is dk_commit; otherwise the top is never emptied (the
+ * layers in between would show through) and DK_COMMIT_KEEP is implied. */
+int dk_commit_to(struct dk_image *img, struct dk_image *base, unsigned flags,
+                 dk_progress_fn progress, void *opaque);
+
+/* The layer of IMG's backing chain (IMG itself excluded) that NAME means,
+ * as qemu-img commit -b matches it: the backing file name recorded in the
+ * layer above, or the same file (by real path). Sets *DEPTH (1 = direct
+ * backing file) when DEPTH is not NULL. Returns the borrowed layer or NULL. */
+struct dk_image *dk_chain_find(struct dk_image *img, const char *name, int *depth);
+
+/* dk_open, with the backing layer at RW_DEPTH (1 = the direct backing file)
+ * opened read-write and every other backing layer read-only; the top is
+ * opened as OPTS says. Fails when the chain is shorter than RW_DEPTH. */
+struct dk_image *dk_open_chain_rw(const char *filename, const struct dk_open_opts *opts,
+                                  int rw_depth, struct dk_error *err);
+
 /* ------------------------------------------- amend with progress --- */
 /* dk_amend that calls PROGRESS(OPAQUE, done, total) while changes walk the
  * image (qcow2: compat=1.1, compat=0.10, refcount_bits). PROGRESS may be

@@ -10,22 +10,26 @@
  * failure half-way leaves an image that still reads correctly through its
  * old backing file.
  *
- * commit (qemu-img commit): every range the top layer stores (data or
- * zeros) is written into the first backing layer, which the caller opened
- * writable with DK_OPEN_BACKING_RW; the backing image grows first when the
- * top is larger and never shrinks. Then, unless DK_COMMIT_KEEP, the top
- * layer is emptied with a discard over the whole image and verified to be
- * unallocated everywhere (reads fall through to the committed data).
+ * commit (qemu-img commit): every range stored in a layer above the base
+ * (the first backing layer, or a deeper one: qemu-img commit -b) is read
+ * through the top image and written into the base, which the caller opened
+ * writable (DK_OPEN_BACKING_RW, or dk_open_chain_rw for a deeper base);
+ * ranges where an intermediate layer is shorter than the top read as zeros
+ * and are committed as zeros. The base grows first when the top is larger
+ * and never shrinks. Then, for a commit into the first backing layer and
+ * unless DK_COMMIT_KEEP, the top layer is emptied with a discard over the
+ * whole image and verified to be unallocated everywhere (reads fall through
+ * to the committed data). A deeper commit leaves the top as it is (qemu:
+ * -b implies -d); the layers in between keep their old data.
  *
  * Invariants:
  *  1. Data moves in chunks of at most CHAIN_CHUNK bytes, aligned to the
  *     image's cluster size where the extents allow, so memory stays bounded.
  *  2. Nothing is written before all reads of a chunk succeeded.
  *
- * Known gaps: commit only targets the direct backing image (qemu's -b BASE
- * deeper in the chain is not supported); the top layer is emptied by
- * discard, so formats without discard support report an error after the
- * data was committed (as qemu does for formats without make_empty).
+ * Known gap: the top layer is emptied by discard, so formats without
+ * discard support report an error after the data was committed (as qemu
+ * does for formats without make_empty).
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -154,22 +158,53 @@ out:
 
 /* ---------------------------------------------------------------- commit */
 
-/* Copies one extent stored in the top layer into the backing image B. */
-static int commit_extent(struct dk_image *img, struct dk_image *b, const struct dk_extent *e,
-                         uint8_t *buf)
+/* Finds how the range [OFF, OFF+*LEN) reads through the layers above BASE:
+ * *ABOVE is set when some layer between IMG and BASE (BASE excluded) stores
+ * it, *ZERO when the first such layer says it reads as zeros without data.
+ * An intermediate layer shorter than OFF reads as zeros for the layers above
+ * it, so it counts as storing zeros. *LEN shrinks to the run whose answer is
+ * the same. */
+static int status_above(struct dk_image *img, struct dk_image *base, uint64_t off,
+                        uint64_t *len, bool *above, bool *zero)
 {
-    if (!(e->flags & DK_BS_DATA) && (e->flags & DK_BS_ZERO)) {
-        int r = dk_pwrite_zeroes(b, e->offset, e->length, DK_ZERO_MAY_UNMAP);
-        return r < 0 ? carry(img, b, r) : 0;
+    *above = *zero = false;
+    for (struct dk_image *l = img; l && l != base; l = l->backing) {
+        if (off >= l->size) {           /* past a shorter intermediate layer */
+            *above = *zero = true;
+            return 0;
+        }
+        *len = DK_MIN(*len, l->size - off);
+        struct dk_extent e;
+        int r = dk_block_status(l, off, *len, DK_BS_THIS_LAYER, &e);
+        if (r < 0)
+            return carry(img, l, r);
+        *len = DK_MIN(*len, e.length);
+        if (e.flags) {
+            *above = true;
+            *zero = !(e.flags & DK_BS_DATA) && (e.flags & DK_BS_ZERO);
+            return 0;
+        }
     }
-    for (uint64_t off = e->offset, end = e->offset + e->length; off < end;) {
+    return 0;
+}
+
+/* Copies [OFF, OFF+LEN), as it reads through IMG, into BASE. */
+static int commit_range(struct dk_image *img, struct dk_image *base, uint64_t off,
+                        uint64_t len, bool zero, uint8_t *buf)
+{
+    if (zero) {
+        /* Unmapping is only right when nothing below BASE shows through. */
+        int r = dk_pwrite_zeroes(base, off, len, base->backing ? 0 : DK_ZERO_MAY_UNMAP);
+        return r < 0 ? carry(img, base, r) : 0;
+    }
+    for (uint64_t end = off + len; off < end;) {
         size_t n = (size_t)DK_MIN((uint64_t)CHAIN_CHUNK, end - off);
         int r = dk_pread(img, buf, n, off);
         if (r < 0)
             return r;
-        r = dk_pwrite(b, buf, n, off);
+        r = dk_pwrite(base, buf, n, off);
         if (r < 0)
-            return carry(img, b, r);
+            return carry(img, base, r);
         off += n;
     }
     return 0;
@@ -193,40 +228,79 @@ static int empty_top(struct dk_image *img)
     return r;
 }
 
-int dk_commit(struct dk_image *img, unsigned flags, dk_progress_fn progress, void *opaque)
+struct dk_image *dk_chain_find(struct dk_image *img, const char *name, int *depth)
 {
-    struct dk_image *b = img->backing;
-    if (!b)
+    char *want = realpath(name, NULL);
+    struct dk_image *found = NULL;
+    int d = 1;
+    for (struct dk_image *l = img; l->backing && !found; l = l->backing, d++) {
+        if (l->backing_name && !strcmp(l->backing_name, name)) {
+            found = l->backing;
+            break;
+        }
+        char *have = want ? realpath(l->backing->filename, NULL) : NULL;
+        if (have && !strcmp(have, want))
+            found = l->backing;
+        free(have);
+        if (found)
+            break;
+    }
+    free(want);
+    if (found && depth)
+        *depth = d;
+    return found;
+}
+
+int dk_commit_to(struct dk_image *img, struct dk_image *base, unsigned flags,
+                 dk_progress_fn progress, void *opaque)
+{
+    if (!img->backing)
         return dk_set_error(img, -EINVAL, "Image does not have a backing file");
-    if (b->read_only || (!(flags & DK_COMMIT_KEEP) && img->read_only))
+    struct dk_image *l = img->backing;
+    while (l && l != base)
+        l = l->backing;
+    if (!base || !l)
+        return dk_set_error(img, -EINVAL, "the commit target is not in the backing chain");
+    /* Only a commit into the direct backing file may empty the top: with
+     * layers in between, the emptied top would read their stale data. */
+    bool empty = base == img->backing && !(flags & DK_COMMIT_KEEP);
+    if (base->read_only || (empty && img->read_only))
         return dk_set_error(img, -EROFS,
             "commit needs the image and its backing file opened read-write");
     int r = 0;
-    if (img->size > b->size && (r = dk_resize(b, img->size, NULL, 0)) < 0)
-        return carry(img, b, r);
+    if (img->size > base->size && (r = dk_resize(base, img->size, NULL, 0)) < 0)
+        return carry(img, base, r);
     uint8_t *buf = malloc(CHAIN_CHUNK);
     if (!buf)
         return dk_set_error(img, -ENOMEM, "out of memory");
     for (uint64_t off = 0; off < img->size;) {
         report(progress, opaque, off, img->size);
-        struct dk_extent e;
-        r = dk_block_status(img, off, img->size - off, DK_BS_THIS_LAYER, &e);
+        uint64_t len = img->size - off;
+        bool above, zero;
+        r = status_above(img, base, off, &len, &above, &zero);
         if (r < 0)
             goto out;
-        if (e.flags && (r = commit_extent(img, b, &e, buf)) < 0)
+        if (above && (r = commit_range(img, base, off, len, zero, buf)) < 0)
             goto out;
-        off += e.length;
+        off += len;
     }
-    r = dk_flush(b);
+    r = dk_flush(base);
     if (r < 0) {
-        carry(img, b, r);
+        carry(img, base, r);
         goto out;
     }
-    if (!(flags & DK_COMMIT_KEEP))
+    if (empty)
         r = empty_top(img);
     if (r == 0)
         report(progress, opaque, img->size, img->size);
 out:
     free(buf);
     return r;
+}
+
+int dk_commit(struct dk_image *img, unsigned flags, dk_progress_fn progress, void *opaque)
+{
+    if (!img->backing)
+        return dk_set_error(img, -EINVAL, "Image does not have a backing file");
+    return dk_commit_to(img, img->backing, flags, progress, opaque);
 }

@@ -25,6 +25,7 @@ struct chain_ctx {
     dev_t dev[DK_MAX_CHAIN + 1];
     ino_t ino[DK_MAX_CHAIN + 1];
     int n;
+    int rw_depth;       /* backing layer opened read-write (0: none) */
 };
 
 static void image_free(struct dk_image *img)
@@ -150,8 +151,10 @@ static int open_backing(struct dk_image *img, const struct dk_open_opts *o,
         return dk_error_set(err, -ENOMEM, "out of memory");
     unsigned flags = (img->flags & (DK_OPEN_ALLOW_EXTERNAL | DK_OPEN_FORCE_SHARE |
                                     DK_OPEN_NO_LOCK)) | DK_OPEN_BACKING_RO;
-    /* commit writes into the first backing layer (DK_OPEN_BACKING_RW). */
-    if (img->depth == 0 && (img->flags & DK_OPEN_BACKING_RW))
+    /* commit writes into one backing layer: the first (DK_OPEN_BACKING_RW)
+     * or the one dk_open_chain_rw names by depth. */
+    if (img->depth + 1 == chain->rw_depth ||
+        (img->depth == 0 && (img->flags & DK_OPEN_BACKING_RW)))
         flags = (flags & ~DK_OPEN_BACKING_RO & ~DK_OPEN_FORCE_SHARE) | DK_OPEN_RDWR;
     struct dk_error sub = { 0 };
     int r = open_layer(&img->backing, path, fmt, flags, o, img->depth + 1, chain, &sub);
@@ -166,10 +169,11 @@ static int open_backing(struct dk_image *img, const struct dk_open_opts *o,
     return r;
 }
 
-struct dk_image *dk_open(const char *filename, const struct dk_open_opts *opts,
-                         struct dk_error *err)
+/* dk_open with the backing layer at RW_DEPTH (0: none) opened read-write. */
+static struct dk_image *open_chain(const char *filename, const struct dk_open_opts *opts,
+                                   int rw_depth, struct dk_error *err)
 {
-    struct chain_ctx chain = { .n = 0 };
+    struct chain_ctx chain = { .n = 0, .rw_depth = rw_depth };
     struct dk_image *img = NULL;
     if (err)
         err->code = 0, err->msg[0] = '\0';
@@ -178,8 +182,36 @@ struct dk_image *dk_open(const char *filename, const struct dk_open_opts *opts,
         return NULL;
     }
     unsigned flags = opts ? opts->flags : 0;
+    if (rw_depth)
+        flags &= ~DK_OPEN_BACKING_RW;
     if (open_layer(&img, filename, opts ? opts->format : NULL, flags, opts, 0, &chain, err) < 0)
         return NULL;
+    return img;
+}
+
+struct dk_image *dk_open(const char *filename, const struct dk_open_opts *opts,
+                         struct dk_error *err)
+{
+    return open_chain(filename, opts, 0, err);
+}
+
+struct dk_image *dk_open_chain_rw(const char *filename, const struct dk_open_opts *opts,
+                                  int rw_depth, struct dk_error *err)
+{
+    if (rw_depth < 1 || rw_depth >= DK_MAX_CHAIN) {
+        dk_error_set(err, -EINVAL, "backing layer depth %d out of range", rw_depth);
+        return NULL;
+    }
+    struct dk_image *img = open_chain(filename, opts, rw_depth, err);
+    const struct dk_image *l = img;
+    for (int d = 0; l && d < rw_depth; d++)
+        l = l->backing;
+    if (img && !l) {
+        dk_error_set(err, -ENOENT, "%s: backing chain has fewer than %d layers below it",
+                     filename, rw_depth);
+        dk_close(img);
+        return NULL;
+    }
     return img;
 }
 

@@ -216,7 +216,8 @@ struct dk_image *tool_open(struct tool_common *tc, const char *filename,
         return NULL;
     }
     struct dk_error err = { 0 };
-    struct dk_image *img = dk_open(filename, &o, &err);
+    struct dk_image *img = tc->rw_depth > 0 ? dk_open_chain_rw(filename, &o, tc->rw_depth, &err)
+                                            : dk_open(filename, &o, &err);
     if (!img)
         tool_error("%s", err.msg);
     dk_opts_free(io);

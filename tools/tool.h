@@ -37,6 +37,7 @@ struct tool_common {
     struct { char *id; unsigned char *data; size_t len; } secrets[8];
     unsigned char *passphrase;   /* from --passphrase-file */
     size_t passphrase_len;
+    int rw_depth;             /* >0: tool_open opens this backing layer rw */
 };
 enum {
     TOOL_OPT_OBJECT = 0x1000, TOOL_OPT_IMAGE_OPTS, TOOL_OPT_PASSFILE,

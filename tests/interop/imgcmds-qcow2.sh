@@ -136,6 +136,73 @@ same cd/base cq/base "commit -d backing"
 qemu-img map --output json cd/top | grep -q '"depth": 0' || fail "commit -d emptied the top"
 expect_rc 1 "commit without backing" "$DISKKIT" commit a.qcow2
 
+# --- commit -b: into a deeper layer, compared with qemu-img commit -b ------
+# base (4M) <- mid (5M) <- top (6M):
+# the top is larger than both, mid is shorter than the top (its tail reads
+# as zeros through the top), and mid stores data, zeros and a run past the
+# end of base.
+prep_deep() {   # the same chain in dd/ (diskkit) and dq/ (qemu-img)
+    rm -rf dd dq; mkdir dd dq
+    qemu-img create -q -f qcow2 dd/base 4M
+    qemu-io -c 'write -P 1 0 3M' dd/base >/dev/null
+    qemu-img create -q -f qcow2 -b base -F qcow2 dd/mid 5M
+    qemu-io -c 'write -P 2 1M 1M' -c 'write -z 2M 64k' -c 'write -P 7 4M 512k' \
+        dd/mid >/dev/null
+    qemu-img create -q -f qcow2 -b mid -F qcow2 dd/top 6M
+    qemu-io -c 'write -P 3 1536k 64k' -c 'write -P 4 5M 64k' -c 'write -z 128k 64k' \
+        dd/top >/dev/null
+    cp dd/base dd/mid dd/top dq/
+    qemu-img convert -O raw dd/top top-before.raw
+}
+prep_deep
+cp dd/mid mid-before
+expect_rc 0 "commit -b" "$DISKKIT" commit -b base dd/top
+[ "$(cat out.txt)" = "Image committed." ] || fail "commit -b output: $(cat out.txt)"
+qemu-img commit -q -b base dq/top
+same dd/base dq/base "commit -b base"
+same dd/base top-before.raw "commit -b base against the top's old content"
+[ "$(qemu-img info --output json dd/base | grep '"virtual-size"')" = \
+  "$(qemu-img info --output json dq/base | grep '"virtual-size"')" ] ||
+    fail "commit -b base size differs from qemu-img's"
+qcheck dd/base "commit -b base"
+cmp -s dd/mid mid-before || fail "commit -b modified the intermediate layer"
+cmp -s dd/top dq/top || fail "commit -b changed the top (-b implies -d)"
+same dd/top top-before.raw "commit -b top"
+# The base found by path (absolute, from another directory) as well as by
+# the name the layer above records.
+prep_deep
+(cd / && "$DISKKIT" commit -q -b "$T/dd/base" "$T/dd/top") >out.txt 2>err.txt ||
+    { fail "commit -b by absolute path"; cat err.txt; }
+qemu-img commit -q -b base dq/top
+same dd/base dq/base "commit -b by path"
+# Into the direct backing file with -b: the top is kept.
+prep_deep
+expect_rc 0 "commit -b mid" "$DISKKIT" commit -b mid dd/top
+qemu-img commit -q -b mid dq/top
+same dd/mid dq/mid "commit -b mid"
+cmp -s dd/top dq/top || fail "commit -b mid emptied the top"
+qcheck dd/mid "commit -b mid"
+# Names that are not in the chain: the top itself, a stranger, none at all.
+prep_deep
+cp dd/base dd/top .
+expect_rc 1 "commit -b top" "$DISKKIT" commit -b top dd/top
+grep -q "Did not find 'top' in the backing chain of 'dd/top'" err.txt ||
+    fail "commit -b top message: $(cat err.txt)"
+expect_rc 1 "commit -b stranger" "$DISKKIT" commit -b a.qcow2 dd/top
+[ "$(wc -l <err.txt)" = 1 ] || fail "commit -b stranger: not one line"
+expect_rc 1 "commit -b without backing" "$DISKKIT" commit -b base a.qcow2
+grep -q "does not have a backing file" err.txt || fail "commit -b without backing message"
+cmp -s dd/base base && cmp -s dd/top top || fail "a refused commit -b modified an image"
+# The base is locked for writing: a reader holding it makes the commit fail.
+prep_deep
+qemu-io -r -c 'sleep 20000' dd/base >/dev/null 2>&1 &
+qpid=$!
+sleep 1
+expect_rc 1 "commit -b with the base in use" "$DISKKIT" commit -b base dd/top
+kill $qpid 2>/dev/null; wait $qpid 2>/dev/null
+grep -qi "lock" err.txt || fail "commit -b base in use message: $(cat err.txt)"
+cmp -s dd/base dq/base || fail "commit -b modified a base in use"
+
 # --- dd into qcow2 -----------------------------------------------------------
 for ops in "bs=64k" "bs=64k count=20 skip=3" "bs=4k count=1000"; do
     rm -f d1 d2

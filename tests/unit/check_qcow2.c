@@ -295,6 +295,81 @@ START_TEST(backing_chain_depth3)
 }
 END_TEST
 
+/* commit -b: base.raw <- mid.qcow2 <- top.qcow2 (top larger than both),
+ * found by name and by path, opened with only the base writable, and
+ * committed; the base then reads as the top did, mid and top unchanged. */
+START_TEST(commit_into_deeper_layer)
+{
+    enum { SIZE = 1 << 20, TOP = 3 << 19 };
+    uint8_t *ref = calloc(1, TOP);
+    fill(ref, SIZE, 21);
+    char base[600], mid[600], top[600];
+    snprintf(base, sizeof(base), "%s/base.raw", tmpdir);
+    snprintf(mid, sizeof(mid), "%s/mid.qcow2", tmpdir);
+    snprintf(top, sizeof(top), "%s/top.qcow2", tmpdir);
+    save_raw(base, ref, SIZE);
+    create(mid, 0, "backing_file=base.raw,backing_fmt=raw,cluster_size=4k");
+    struct dk_image *img = open_img(mid, "qcow2", DK_OPEN_RDWR);
+    write_both(img, ref, 4096, 20000, 22);
+    ck_assert_int_eq(dk_pwrite_zeroes(img, 65536, 8192, 0), 0);
+    memset(ref + 65536, 0, 8192);
+    ck_assert_int_eq(dk_close(img), 0);
+    create(top, TOP, "backing_file=mid.qcow2,backing_fmt=qcow2,cluster_size=64k");
+    img = open_img(top, "qcow2", DK_OPEN_RDWR);
+    write_both(img, ref, 10000, 70000, 23);
+    write_both(img, ref, TOP - 100, 100, 24);   /* past the end of mid and base */
+    expect_content(img, ref, TOP);
+    ck_assert_int_eq(dk_close(img), 0);
+    size_t mid_len, top_len;
+    uint8_t *mid_before = slurp(mid, &mid_len), *top_before = slurp(top, &top_len);
+
+    img = open_img(top, "qcow2", 0);
+    int depth = 0;
+    ck_assert_ptr_eq(dk_chain_find(img, "base.raw", &depth), dk_image_backing(dk_image_backing(img)));
+    ck_assert_int_eq(depth, 2);
+    ck_assert_ptr_nonnull(dk_chain_find(img, base, &depth));   /* by path */
+    ck_assert_int_eq(depth, 2);
+    ck_assert_ptr_eq(dk_chain_find(img, "mid.qcow2", &depth), dk_image_backing(img));
+    ck_assert_int_eq(depth, 1);
+    ck_assert_ptr_null(dk_chain_find(img, top, NULL));
+    ck_assert_ptr_null(dk_chain_find(img, "nothing", NULL));
+    /* The base is read-only in a plain open: the commit is refused. */
+    ck_assert_int_eq(dk_commit_to(img, dk_image_backing(dk_image_backing(img)), 0, NULL, NULL),
+                     -EROFS);
+    ck_assert_int_eq(dk_commit_to(img, img, 0, NULL, NULL), -EINVAL);
+    dk_close(img);
+
+    struct dk_open_opts o = { .format = "qcow2" };
+    struct dk_error e = { 0 };
+    ck_assert_ptr_null(dk_open_chain_rw(top, &o, 3, &e));
+    ck_assert_int_eq(e.code, -ENOENT);
+    img = dk_open_chain_rw(top, &o, 2, &e);
+    ck_assert_msg(img != NULL, "open: %s", e.msg);
+    struct dk_image *b = dk_chain_find(img, "base.raw", NULL);
+    ck_assert(dk_image_read_only(img));
+    ck_assert(dk_image_read_only(dk_image_backing(img)));
+    ck_assert(!dk_image_read_only(b));
+    int r = dk_commit_to(img, b, 0, NULL, NULL);
+    ck_assert_msg(r == 0, "commit: %s", dk_image_errmsg(img));
+    ck_assert_int_eq(dk_close(img), 0);
+
+    img = open_img(base, "raw", 0);
+    ck_assert_uint_eq(dk_image_size(img), TOP);
+    expect_content(img, ref, TOP);
+    dk_close(img);
+    size_t len;
+    uint8_t *after = slurp(mid, &len);
+    ck_assert(len == mid_len && !memcmp(after, mid_before, len));
+    free(after);
+    after = slurp(top, &len);
+    ck_assert(len == top_len && !memcmp(after, top_before, len));
+    free(after);
+    free(mid_before);
+    free(top_before);
+    free(ref);
+}
+END_TEST
+
 START_TEST(compressed_write_read)
 {
     enum { SIZE = 1 << 20, CS = 65536 };
@@ -499,6 +574,7 @@ int main(void)
     tcase_add_loop_test(io, write_read_variants, 0, (int)DK_ARRAY_SIZE(variants));
     tcase_add_test(io, fresh_image_layout);
     tcase_add_test(io, backing_chain_depth3);
+    tcase_add_test(io, commit_into_deeper_layer);
     tcase_add_loop_test(io, compressed_write_read, 0, 2);
     tcase_add_test(io, resize_grow_shrink);
     tcase_add_test(io, lazy_dirty_rebuild);
