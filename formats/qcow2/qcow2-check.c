@@ -21,13 +21,17 @@
  * qemu: a data cluster that does not follow the previous one of the same
  * L2 table on the host is fragmented; compressed clusters always are.
  *
- * Known gaps: qemu rebuilds the whole refcount structure when a refcount
- * block is damaged (unaligned, outside the image, shared) or a used
- * cluster has refcount 0. Here -r all raises such a refcount in place
- * (refcount blocks allocated for that go past the end of the file), but a
- * damaged refcount block itself is not rebuilt: such images stay
- * "corrupt" after -r all. Unaligned preallocated zero clusters are
- * reported but not rewritten.
+ *  5. -r all on a damaged refcount structure (a refcount table entry with
+ *     reserved bits, a block unaligned, outside the image or shared) or on
+ *     a used cluster with refcount 0: the structure is rebuilt from the
+ *     counted references (rebuild(), as qemu does), crash safe because it
+ *     is written past the end of the file and switched to by one header
+ *     write; then everything is compared again.
+ * Known gaps: qemu first grows the file to cover a refcount block that
+ * lies past its end and counts that as one more repaired corruption; here
+ * the block is simply dropped by the rebuild, so the "corruptions" figure
+ * of such a repair is one lower than qemu's. Unaligned preallocated zero
+ * clusters are reported but not rewritten.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -60,8 +64,9 @@ struct chk {
     uint64_t *tbl;            /* one L1/L2 table read from the file */
     uint8_t *rb;              /* refcount block cache for stored refcounts */
     uint64_t rb_off;
-    bool rebuild;             /* refcount structure damaged beyond our repair */
+    bool rebuild;             /* refcount structure damaged: rebuild it */
     bool zero_used;           /* a referenced cluster has refcount 0 */
+    bool quiet;               /* recounting: no report lines */
 };
 
 static void say(struct chk *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -72,7 +77,7 @@ static void say(struct chk *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    if (c->report)
+    if (c->report && !c->quiet)
         c->report(c->opaque, line);
 }
 
@@ -322,8 +327,8 @@ static int stored_refcount(struct chk *c, uint64_t cluster, uint64_t *rc)
     if (idx >= s->reftable_size || !(s->reftable[idx] & REFT_OFFSET_MASK))
         return 0;
     uint64_t off = s->reftable[idx] & REFT_OFFSET_MASK;
-    if ((off & (c->cs - 1)) || off / c->cs >= c->file_clusters)
-        return -EIO;
+    if (off & (c->cs - 1))
+        return -EIO;      /* a block past the end of file reads as zeros */
     if (off != c->rb_off) {
         int r = dk_file_pread_eof0(c->img->file, c->rb, c->cs, off);
         if (r < 0)
@@ -483,8 +488,9 @@ static int check_copied(struct chk *c)
     return 0;
 }
 
-/* Step 1: counts every reference the metadata holds. */
-static int count_references(struct chk *c)
+/* Step 1: counts every reference the metadata holds; the refcount table
+ * and blocks themselves only with REFCOUNTS (a rebuild replaces them). */
+static int count_references(struct chk *c, bool refcounts)
 {
     struct qcow2_state *s = c->s;
     inc_refs(c, 0, c->cs);                                   /* header */
@@ -493,21 +499,79 @@ static int count_references(struct chk *c)
         r = check_snapshots(c);
     if (r < 0)
         return r;
-    inc_refs(c, s->hdr.refcount_table_offset,
-             (uint64_t)s->hdr.refcount_table_clusters * c->cs);
+    if (refcounts)
+        inc_refs(c, s->hdr.refcount_table_offset,
+                 (uint64_t)s->hdr.refcount_table_clusters * c->cs);
     const struct qcow2_ext *x = find_ext(s, QCOW2_EXT_CRYPTO);
     if (x && x->len >= 16)
         inc_refs(c, dk_be64(x->data), dk_be64(x->data + 8));
     if ((r = check_bitmaps(c)) < 0)
         return r;
-    check_refblocks(c);
+    if (refcounts)
+        check_refblocks(c);
     return 0;
+}
+
+/* Counts again from scratch, without report lines; the counters in c->res
+ * are left as they were. */
+static int recount(struct chk *c, bool refcounts)
+{
+    struct dk_check_result saved = *c->res;
+    memset(c->ref, 0, c->nb_clusters * sizeof(*c->ref));
+    c->quiet = true;
+    int r = count_references(c, refcounts);
+    c->quiet = false;
+    *c->res = saved;
+    return r;
+}
+
+/* -r all on a damaged refcount structure (qemu's rebuild): a new table and
+ * blocks are written past the end of the file from the references counted
+ * without the old ones, and one header write switches to them
+ * (qcow2_refcount_rebuild). What the first comparison found counts as
+ * repaired; a second comparison against the new structure must then come
+ * out clean, and whatever it still finds is reported as usual. */
+static int rebuild(struct chk *c, uint64_t *highest)
+{
+    say(c, "Rebuilding refcount structure");
+    int r = recount(c, false);
+    if (r == 0)
+        r = qcow2_refcount_rebuild(c->img, c->ref, c->nb_clusters);
+    if (r < 0) {
+        c->res->check_errors++;
+        return r;
+    }
+    c->res->corruptions_fixed += c->res->corruptions;
+    c->res->leaks_fixed += c->res->leaks;
+    c->res->corruptions = c->res->leaks = 0;
+    c->rebuild = c->zero_used = false;
+    c->rb_off = UINT64_MAX;
+    /* The file grew: the new structure lies past the old end. */
+    uint64_t size;
+    if ((r = dk_file_size(c->img->file, &size)) < 0)
+        return dk_set_error(c->img, r, "qcow2: check: %s", strerror(-r));
+    uint64_t clusters = dk_div_round_up(size, c->cs);
+    uint32_t *ref = realloc(c->ref, (clusters + 1) * sizeof(*ref));
+    if (!ref)
+        return dk_set_error(c->img, -ENOMEM, "qcow2: out of memory");
+    c->ref = ref;
+    c->file_size = size;
+    c->file_clusters = clusters;
+    c->nb_clusters = clusters + 1;
+    if ((r = recount(c, true)) < 0)
+        return r;
+    struct dk_check_result before = *c->res;
+    *highest = 0;
+    compare(c, c->fix, highest);
+    if (c->res->leaks_fixed > before.leaks_fixed && (r = fix_leaks(c)) < 0)
+        return r;
+    return qcow2_flush_all(c->img, false);
 }
 
 static int run(struct chk *c)
 {
     struct qcow2_state *s = c->s;
-    int r = count_references(c);
+    int r = count_references(c, true);
     if (r < 0)
         return r;
     uint64_t highest = 0;
@@ -524,9 +588,11 @@ static int run(struct chk *c)
         return dk_set_error(c->img, -EIO, "qcow2: check: the refcount structure needs a "
                             "rebuild (use -r all)");
     }
-    if (c->rebuild)
-        say(c, "ERROR the refcount structure itself is damaged; rebuilding it is not "
-            "supported (copy the data out with 'diskkit convert')");
+    if (c->rebuild || c->zero_used) {
+        if ((r = rebuild(c, &highest)) < 0)
+            return r;
+        goto copied;
+    }
     /* Repairs may allocate refcount blocks: only past the end of the file. */
     if (c->fix & DK_FIX_ERRORS)
         s->free_index = DK_MAX(s->free_index, c->file_clusters);

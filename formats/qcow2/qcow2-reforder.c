@@ -26,6 +26,9 @@
  *     disk in one header write, after the new structure was synced.
  *  4. A width that cannot hold some existing refcount is refused before
  *     anything is written (qemu's message and rule).
+ * The same writer rebuilds a damaged refcount structure for check -r all
+ * (qcow2_refcount_rebuild): the refcounts then come from the references
+ * check counted, not from the old blocks, which may be unreadable.
  * Known gaps: relies, like every header switch, on the first sector of the
  * header being written atomically.
  * SPDX-License-Identifier: MIT
@@ -48,6 +51,8 @@ struct reorder {
     size_t n_meta;
     uint8_t *oblk;             /* one old refcount block */
     uint64_t oblk_ti;          /* its table index, UINT64_MAX for none */
+    const uint32_t *counts;    /* rebuild: refcounts counted by check, */
+    uint64_t n_counts;         /* not read from the old structure */
 };
 
 static uint64_t order_max(uint32_t order)
@@ -182,6 +187,8 @@ static int write_new(struct reorder *r, uint64_t *rt)
                 break;
             if (c >= r->base)
                 v = 1;
+            else if (r->counts)
+                v = c < r->n_counts ? r->counts[c] : 0;
             else if (c < r->n_used && !is_old_meta(r, c))
                 e = old_refcount(r, c, &v);
             qcow2_rc_set_entry(blk, r->order, i, v);
@@ -315,5 +322,34 @@ int qcow2_refcount_order_change(struct dk_image *img, uint32_t order)
     }
     free(rt);
     release(&r);
+    return e;
+}
+
+int qcow2_refcount_rebuild(struct dk_image *img, const uint32_t *counts, uint64_t n)
+{
+    struct qcow2_state *s = img->priv;
+    struct reorder r = { .img = img, .s = s, .cs = s->cluster_size,
+                         .order = s->refcount_order, .oblk_ti = UINT64_MAX,
+                         .counts = counts, .n_counts = n };
+    r.per_old = r.per_new = 1ull << s->rb_bits;
+    while (n && !counts[n - 1])
+        n--;
+    r.n_used = n;
+    uint64_t *rt = NULL;
+    int e = dk_file_size(img->file, &r.fsize);
+    if (e < 0)
+        return dk_set_error(img, e, "qcow2: %s", strerror(-e));
+    e = layout(&r);
+    if (e == 0 && !(rt = calloc(r.rt * r.cs / 8, 8)))
+        e = dk_set_error(img, -ENOMEM, "qcow2: out of memory");
+    if (e == 0)
+        e = write_new(&r, rt);
+    if (e == 0)
+        e = switch_header(&r);
+    if (e == 0) {
+        e = adopt(&r, rt);
+        rt = NULL;
+    }
+    free(rt);
     return e;
 }

@@ -272,6 +272,11 @@ int qcow2_downgrade(struct dk_image *img);
  * refcount structure in the new width (crash safe, see the file). */
 int qcow2_refcount_order_check(struct dk_image *img, uint32_t order);
 int qcow2_refcount_order_change(struct dk_image *img, uint32_t order);
+/* check -r all: writes a new refcount structure (same width) holding
+ * COUNTS[0..N) (0 past N) past the used clusters and the end of file, and
+ * switches the header to it; the old table and blocks are left unreferenced.
+ * Crash safe like the width change. */
+int qcow2_refcount_rebuild(struct dk_image *img, const uint32_t *counts, uint64_t n);
 
 /* ---------------------------------- qcow2-switch.c (imgcmds helper) */
 

@@ -21,8 +21,8 @@ fi
 PW=lazy-pw
 SEC="--object secret,id=s,data=$PW"
 qemu-img create -q -f qcow2 plain.qcow2 1M
-qemu-img create -q -f qcow2 $SEC -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 \
-    luks.qcow2 1M
+qemu_create -f qcow2 $SEC -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 \
+    luks.qcow2 1M || fail "fixture: LUKS image not created"
 note "with libcrypto: encrypted image reads"
 "$DISKKIT" dd $SEC if=luks.qcow2 of=out.raw count=1 >/dev/null 2>&1 ||
     fail "cannot read the LUKS image with libcrypto available"

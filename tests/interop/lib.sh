@@ -87,6 +87,15 @@ assert_rc() {   # EXPECTED_RC CMD...
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# qemu_create ARGS...: qemu-img create -q ARGS, retried: qemu's LUKS PBKDF2
+# calibration fails now and then on a busy machine ("Unable to get
+# accurate CPU usage").
+qemu_create() {
+    local i
+    for i in 1 2 3 4 5 6 7; do qemu-img create -q "$@" 2>/dev/null && return 0; done
+    qemu-img create -q "$@"
+}
+
 # expect_clean_failure CMD...: the command fails with exit 1..127 (no
 # signal) and prints exactly one line on stderr, starting "diskkit: ".
 # A command that hangs is killed after 120 s (and so fails the test).
