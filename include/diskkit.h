@@ -319,6 +319,16 @@ typedef void (*dk_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 #define DK_COPY_OUT_OF_ORDER  0x04u  /* -W */
 #define DK_COPY_NO_SPARSE     0x08u  /* -S 0: write zeros as data */
 #define DK_COPY_STRICT_EQUAL  0x10u  /* compare: allocation must match too */
+/* --salvage: a source range that cannot be read (read or block status
+ * error) is retried in smaller pieces down to 512 bytes; what still fails
+ * is written as zeros and reported through args->report, and the copy goes
+ * on. */
+#define DK_COPY_SALVAGE       0x20u
+/* -C: copy data with copy_file_range(2) from the source's host file into a
+ * raw destination file where both allow it (reflinks on filesystems that
+ * share extents, in-kernel copies elsewhere); no zero detection inside data
+ * extents. Falls back to reading and writing where it does not apply. */
+#define DK_COPY_OFFLOAD       0x40u
 
 struct dk_copy_args {
     struct dk_image **src;      /* concatenated in order */
@@ -333,6 +343,14 @@ struct dk_copy_args {
     unsigned threads;           /* -m: workers (0 = default) */
     dk_progress_fn progress;
     void *progress_opaque;
+    /* -r: at most this many bytes of data per second (0 = no limit); holes
+     * and zero ranges do not count. */
+    uint64_t rate_limit;
+    /* DK_COPY_SALVAGE: one line per unreadable range, e.g. "error while
+     * reading offset 65536 (512 bytes, written as zeros): ...". May be
+     * NULL. Called with the engine's lock held, from any worker. */
+    dk_report_fn report;
+    void *report_opaque;
 };
 /* Copies the guest content of the sources into DST, which must be at least
  * as large as their sum. Returns 0 or -errno; the message is on the handle

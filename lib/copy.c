@@ -34,9 +34,16 @@
  * image lock while it decompresses (qcow2-io.c invariant 4), so that part
  * runs in parallel too.
  *
- * Known gaps: no copy_file_range offload (reads go through user buffers,
- * which also lets -S zero detection see the data); zero chunks are not
- * split by dst_backing's block status below chunk granularity.
+ * Options: DK_COPY_OFFLOAD (-C) copies data chunks whose extents all lie
+ * in host files straight into a raw destination with copy_file_range (no
+ * user buffer, no zero detection inside data), falling back to read and
+ * write when the kernel cannot; DK_COPY_SALVAGE turns read and block
+ * status errors into zeros, reported per unreadable run; rate_limit (-r)
+ * delays each data chunk's write so the data copied so far never exceeds
+ * the rate since the start.
+ *
+ * Known gaps: zero chunks are not split by dst_backing's block status
+ * below chunk granularity; offload only targets raw destinations.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -44,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -84,10 +92,14 @@ struct copy_state {
     uint64_t align;                 /* chunk boundary granule */
     uint64_t gran;                  /* classification granule */
     size_t chunk_max;
-    bool compress, diff, target_zero, sparse, in_order;
+    bool compress, diff, target_zero, sparse, in_order, salvage;
+    int offload;                    /* -C in use (atomic: cleared on fallback) */
+    uint64_t rl_start_ns, rl_bytes; /* -r: start time, data bytes so far */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_mutex_t salvage_mu;     /* one salvaging reader at a time, so the
+                                       image's error message is its own */
     uint64_t pos;                   /* next offset to plan */
     uint64_t next_seq;              /* next sequence number to hand out */
     uint64_t write_seq;             /* chunk allowed to write now */
@@ -168,6 +180,15 @@ static int src_status(struct copy_state *st, uint64_t off, uint64_t len, struct 
     len = DK_MIN(len, st->starts[i + 1] - off);
     struct dk_extent e;
     int r = dk_block_status(s, off - st->starts[i], len, 0, &e);
+    if (r < 0 && st->salvage) {
+        /* Unknown status: read it as data, piece by piece (read_ext). */
+        e.length = DK_MIN(len, (uint64_t)st->chunk_max);
+        e.flags = DK_BS_DATA;
+        e.depth = 0;
+        e.host_file = NULL;
+        e.host_offset = 0;
+        r = 0;
+    }
     if (r < 0)
         return locked ? fail_locked(st, r, dk_image_errmsg(s)) : fail_img(st, s, r);
     x->off = off;
@@ -179,12 +200,13 @@ static int src_status(struct copy_state *st, uint64_t off, uint64_t len, struct 
     return 0;
 }
 
-/* Reads [OFF, OFF+N) (inside extent X) into BUF. Extents with a host
- * offset are read with pread on the host file, without the image lock, so
- * workers read in parallel; zero extents are filled in memory; anything
- * else (compressed, encrypted, external files) goes through dk_pread. */
-static int read_ext(struct copy_state *st, const struct src_ext *x, uint8_t *buf,
-                    uint64_t off, uint64_t n)
+/* Reads [OFF, OFF+N) (inside extent X) into BUF; returns 0 or -errno with
+ * the message on the source image. Extents with a host offset are read
+ * with pread on the host file, without the image lock, so workers read in
+ * parallel; zero extents are filled in memory; anything else (compressed,
+ * encrypted, external files) goes through dk_pread. */
+static int read_piece(struct copy_state *st, const struct src_ext *x, uint8_t *buf,
+                      uint64_t off, uint64_t n)
 {
     struct dk_image *s = st->a->src[x->src];
     int r = 0;
@@ -198,7 +220,74 @@ static int read_ext(struct copy_state *st, const struct src_ext *x, uint8_t *buf
     } else {
         r = dk_pread(s, buf, (size_t)n, off - st->starts[x->src]);
     }
-    return r < 0 ? fail_img(st, s, r) : 0;
+    return r;
+}
+
+#define SALVAGE_PIECE (64u << 10)   /* first retry size, then 512 bytes */
+
+static void salvage_report(struct copy_state *st, struct dk_image *s, uint64_t off,
+                           uint64_t len)
+{
+    char line[1400];
+    snprintf(line, sizeof(line), "error while reading offset %llu (%llu bytes, written as "
+             "zeros): %s", (unsigned long long)off, (unsigned long long)len,
+             dk_image_errmsg(s));
+    pthread_mutex_lock(&st->mu);
+    if (st->a->report)
+        st->a->report(st->a->report_opaque, line);
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* An unreadable run being gathered, reported when it ends. */
+struct bad_run { uint64_t off, len; };
+
+static void bad_sector(struct copy_state *st, struct dk_image *s, struct bad_run *b,
+                       uint64_t off, uint64_t len)
+{
+    if (b->len && b->off + b->len != off) {
+        salvage_report(st, s, b->off, b->len);
+        b->len = 0;
+    }
+    if (!b->len)
+        b->off = off;
+    b->len += len;
+}
+
+/* --salvage: reads [OFF, OFF+N) in pieces of SALVAGE_PIECE bytes; a piece
+ * that fails is retried in 512-byte sectors, and sectors that still fail
+ * read as zeros and are reported as merged runs. */
+static void salvage_read(struct copy_state *st, const struct src_ext *x, uint8_t *buf,
+                         uint64_t off, uint64_t n)
+{
+    struct dk_image *s = st->a->src[x->src];
+    struct bad_run bad = { 0, 0 };
+    for (uint64_t p = 0, k; p < n; p += k) {
+        k = DK_MIN((uint64_t)SALVAGE_PIECE, n - p);
+        if (read_piece(st, x, buf + p, off + p, k) == 0)
+            continue;
+        for (uint64_t q = p, m; q < p + k; q += m) {
+            m = DK_MIN((uint64_t)512, p + k - q);
+            if (read_piece(st, x, buf + q, off + q, m) < 0) {
+                memset(buf + q, 0, (size_t)m);
+                bad_sector(st, s, &bad, off + q, m);
+            }
+        }
+    }
+    if (bad.len)
+        salvage_report(st, s, bad.off, bad.len);
+}
+
+static int read_ext(struct copy_state *st, const struct src_ext *x, uint8_t *buf,
+                    uint64_t off, uint64_t n)
+{
+    int r = read_piece(st, x, buf, off, n);
+    if (r < 0 && st->salvage) {
+        pthread_mutex_lock(&st->salvage_mu);
+        salvage_read(st, x, buf, off, n);
+        pthread_mutex_unlock(&st->salvage_mu);
+        return 0;
+    }
+    return r < 0 ? fail_img(st, st->a->src[x->src], r) : 0;
 }
 
 /* Reads data chunk C into BUF, from the extents the planner recorded when
@@ -390,13 +479,28 @@ static int compress_chunk(struct worker *w, const struct chunk *c)
     return 0;
 }
 
+/* -C: true when every byte of data chunk C lies in a host file or reads as
+ * zeros, so it can go to the raw destination without a user buffer. */
+static bool offloadable(struct copy_state *st, const struct chunk *c)
+{
+    if (!__atomic_load_n(&st->offload, __ATOMIC_RELAXED) || !c->ext_complete)
+        return false;
+    for (unsigned k = 0; k < c->next; k++)
+        if (!c->ext[k].zero && !c->ext[k].file)
+            return false;
+    return true;
+}
+
 /* Prepares chunk C (everything that can run in parallel). Returns 1 when
- * there is something to write, 0 when the chunk needs no write, -errno. */
+ * there is something to write, 2 when it is to be copied by offload at
+ * write time, 0 when the chunk needs no write, -errno. */
 static int prepare(struct worker *w, const struct chunk *c)
 {
     struct copy_state *st = w->st;
     if (c->zero && !st->diff)
         return 1;                           /* one zeroing request */
+    if (!c->zero && offloadable(st, c))
+        return 2;                           /* copy_file_range at write time */
     if (c->zero) {
         bool bz;
         int r = backing_all_zero(st, c->off, c->len, &bz);
@@ -480,6 +584,96 @@ static int write_chunk(struct worker *w, const struct chunk *c)
     return r < 0 ? fail_img(st, d, r) : 0;
 }
 
+/* -C: copies [OFF, OFF+N) of file extent X into the raw destination with
+ * copy_file_range; returns the bytes done (short when the kernel cannot
+ * offload between these files: the caller copies the rest) or -errno. */
+static int64_t offload_ext(struct copy_state *st, const struct src_ext *x, uint64_t off,
+                           uint64_t n)
+{
+    struct dk_file *df = st->a->dst->file;
+    loff_t so = (loff_t)(x->host + (off - x->off)), dofs = (loff_t)off;
+    uint64_t done = 0;
+    while (done < n) {
+        ssize_t k = copy_file_range(x->file->fd, &so, df->fd, &dofs, (size_t)(n - done), 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP ||
+                      errno == EINVAL || errno == ETXTBSY || errno == EBADF)) {
+            __atomic_store_n(&st->offload, 0, __ATOMIC_RELAXED);   /* fall back */
+            break;
+        }
+        if (k < 0)
+            return dk_set_error(st->a->dst, -errno, "copy_file_range from %s: %s",
+                                x->file->path, strerror(errno));
+        if (k == 0)
+            break;          /* source shorter than its mapping: read the rest */
+        done += (uint64_t)k;
+    }
+    return (int64_t)done;
+}
+
+/* Writes data chunk C by offload; what offload cannot do is read into
+ * W->buf and written (zeros past a short source read as zeros). */
+static int write_offload(struct worker *w, const struct chunk *c)
+{
+    struct copy_state *st = w->st;
+    struct dk_image *d = st->a->dst;
+    uint64_t end = c->off + c->len;
+    for (unsigned k = 0; k < c->next; k++) {
+        const struct src_ext *x = &c->ext[k];
+        uint64_t off = DK_MAX(x->off, c->off), e = DK_MIN(x->off + x->len, end);
+        if (off >= e)
+            continue;
+        int r = 0;
+        if (x->zero) {
+            if (!st->target_zero)
+                r = dk_pwrite_zeroes(d, off, e - off, st->sparse ? DK_ZERO_MAY_UNMAP : 0);
+            if (r < 0)
+                return fail_img(st, d, r);
+            continue;
+        }
+        int64_t done = offload_ext(st, x, off, e - off);
+        if (done < 0)
+            return fail_img(st, d, (int)done);
+        for (off += (uint64_t)done; off < e;) {
+            uint64_t n = DK_MIN(e - off, (uint64_t)st->chunk_max);
+            if (read_ext(st, x, w->buf, off, n) < 0)
+                return st->err;
+            if ((r = dk_pwrite(d, w->buf, (size_t)n, off)) < 0)
+                return fail_img(st, d, r);
+            off += n;
+        }
+    }
+    return 0;
+}
+
+/* -r: waits until writing BYTES more keeps the data rate at the limit. */
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void throttle(struct copy_state *st, uint64_t bytes)
+{
+    uint64_t rate = st->a->rate_limit;
+    if (!rate || !bytes)
+        return;
+    pthread_mutex_lock(&st->mu);
+    st->rl_bytes += bytes;
+    long double due = st->rl_start_ns + (long double)st->rl_bytes * 1e9L / (long double)rate;
+    pthread_mutex_unlock(&st->mu);
+    if (due > 9.2e18L)
+        due = 9.2e18L;
+    struct timespec t = { .tv_sec = (time_t)(due / 1e9L),
+                          .tv_nsec = (long)(due - (long double)(uint64_t)(due / 1e9L) * 1e9L) };
+    if (t.tv_nsec < 0 || t.tv_nsec >= 1000000000)
+        t.tv_nsec = 0;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
+        ;
+}
+
 /* ------------------------------------------------------------- workers */
 
 static void *worker_main(void *opaque)
@@ -501,7 +695,11 @@ static void *worker_main(void *opaque)
         pthread_mutex_unlock(&st->mu);
         if (stop)
             break;
-        if (r > 0 && write_chunk(w, &c) < 0)
+        if (r > 0)
+            throttle(st, c.zero ? 0 : c.len);
+        if (r == 2 && write_offload(w, &c) < 0)
+            break;
+        if (r == 1 && write_chunk(w, &c) < 0)
             break;
         pthread_mutex_lock(&st->mu);
         st->write_seq++;
@@ -583,8 +781,17 @@ static int setup(struct copy_state *st, const struct dk_copy_args *a, struct dk_
     st->target_zero = a->flags & DK_COPY_TARGET_ZERO;
     st->sparse = !(a->flags & DK_COPY_NO_SPARSE);
     st->in_order = !(a->flags & DK_COPY_OUT_OF_ORDER);
+    st->salvage = a->flags & DK_COPY_SALVAGE;
     if (!a->nsrc || !d)
         return dk_error_set(err, -EINVAL, "copy: no source or no destination");
+    if ((a->flags & DK_COPY_OFFLOAD) && st->compress)
+        return dk_error_set(err, -EINVAL, "Cannot enable copy offloading when -c is used");
+    if ((a->flags & DK_COPY_OFFLOAD) && st->salvage)
+        return dk_error_set(err, -EINVAL, "Cannot use copy offloading in salvaging mode");
+    /* Offload needs guest offset == file offset on the destination: raw. */
+    st->offload = (a->flags & DK_COPY_OFFLOAD) && !st->diff && d->drv == &dk_drv_raw &&
+                  d->file && !d->read_only;
+    st->rl_start_ns = now_ns();
     if (st->compress && (!d->drv->compress || !d->drv->write_compressed))
         return dk_error_set(err, -ENOTSUP, "Compression not supported for this file format");
     if (st->compress && d->drv->compress(d, NULL, 0, NULL, 0) < 0)
@@ -630,6 +837,7 @@ int dk_copy(const struct dk_copy_args *a, struct dk_error *err)
         return r;
     }
     pthread_mutex_init(&st.mu, NULL);
+    pthread_mutex_init(&st.salvage_mu, NULL);
     pthread_cond_init(&st.cv, NULL);
     unsigned n = thread_count(&st, a->threads);
     struct worker *w = calloc(n, sizeof(*w));
@@ -659,6 +867,7 @@ int dk_copy(const struct dk_copy_args *a, struct dk_error *err)
     if (r < 0)
         dk_error_set(err, r, "%s", st.errmsg);
     pthread_cond_destroy(&st.cv);
+    pthread_mutex_destroy(&st.salvage_mu);
     pthread_mutex_destroy(&st.mu);
     free(st.starts);
     return r;

@@ -3,7 +3,8 @@
  *
  *   diskkit convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [-q] [-S SIZE] [-n]
  *                   [--target-is-zero] [-B BACKING [-F BACKING_FMT]] [-m N]
- *                   [-W] [-l SNAPSHOT] [-U] INPUT... OUTPUT
+ *                   [-W] [-C] [-r RATE] [--salvage] [-l SNAPSHOT] [-U]
+ *                   [--image-opts] [--target-image-opts] INPUT... OUTPUT
  *
  * Safety (INTERFACE.md): the output is created under a temporary name in
  * the output's directory and renamed over OUTPUT only when everything
@@ -28,7 +29,10 @@
 struct convert_cmd {
     const char *in_fmt, *out_fmt, *backing, *backing_fmt, *snapshot;
     bool compress, no_create, target_zero_opt, out_of_order, quiet, out_fmt_given;
-    uint64_t sparse;
+    bool offload, salvage, target_opts;
+    const char *target_keyid;   /* --target-image-opts encrypt.key-secret */
+    struct dk_opts *target;     /* --target-image-opts, parsed */
+    uint64_t sparse, rate;
     bool sparse_given;
     unsigned threads;
     struct dk_opts *opts;
@@ -54,7 +58,8 @@ static void usage(FILE *f)
     fprintf(f,
         "Usage: diskkit convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [-q] [-S SIZE] [-n]\n"
         "                       [--target-is-zero] [-B BACKING [-F BACKING_FMT]] [-m N]\n"
-        "                       [-W] [-l SNAPSHOT] [-U] INPUT... OUTPUT\n\n"
+        "                       [-W] [-C] [-r RATE] [--salvage] [-l SNAPSHOT] [-U]\n"
+        "                       [--image-opts] [--target-image-opts] INPUT... OUTPUT\n\n"
         "Copies the guest content of INPUT (several inputs are concatenated) into\n"
         "OUTPUT, a new image of format -O (default raw).\n"
         "  -f FMT            format of the inputs (default: probed)\n"
@@ -67,6 +72,11 @@ static void usage(FILE *f)
         "                    differs from it;  -F FMT  the backing file's format\n"
         "  -m N              parallel workers, 1-16 (default: CPUs + 2, 4 to 8)\n"
         "  -W                allow out-of-order writes\n"
+        "  -C                copy offloading (copy_file_range into a raw OUTPUT)\n"
+        "  -r RATE           copy at most RATE bytes of data per second (e.g. 50M)\n"
+        "  --salvage         read errors become zeros (reported), the copy goes on\n"
+        "  --image-opts      INPUTs are option strings (driver=...,file.filename=...)\n"
+        "  --target-image-opts  OUTPUT is an option string (needs -n)\n"
         "  -l SNAPSHOT       read internal snapshot (ID, NAME, snapshot.id=ID or\n"
         "                    snapshot.name=NAME) of the single input\n"
         "  -p                progress on stderr;  -q  quiet;  -U  force share\n");
@@ -102,6 +112,11 @@ static int parse_one(struct convert_cmd *c, int ch, char **argv)
     case 'q': c->quiet = true; return 0;
     case 'n': c->no_create = true; return 0;
     case 'W': c->out_of_order = true; return 0;
+    case 'C': c->offload = true; return 0;
+    case 'r':
+        if (tool_parse_size(optarg, &c->rate) < 0)
+            return 1;
+        return 0;
     case 'B': c->backing = optarg; return 0;
     case 'F': c->backing_fmt = optarg; return 0;
     case 'l': return parse_snapshot(c, optarg);
@@ -131,14 +146,16 @@ static int parse_one(struct convert_cmd *c, int ch, char **argv)
 
 static int parse(struct convert_cmd *c, int argc, char **argv)
 {
-    enum { OPT_TZ = 1 };
+    enum { OPT_TZ = 1, OPT_SALVAGE, OPT_TARGET_OPTS };
     static const struct option lo[] = {
         { "target-is-zero", no_argument, NULL, OPT_TZ },
+        { "salvage", no_argument, NULL, OPT_SALVAGE },
+        { "target-image-opts", no_argument, NULL, OPT_TARGET_OPTS },
         TOOL_COMMON_LONGOPTS, { 0 }
     };
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":f:O:o:cpqnWB:F:l:S:m:t:T:Uh", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":f:O:o:cpqnWCr:B:F:l:S:m:t:T:Uh", lo, NULL)) != -1) {
         int r = tool_common_option(&c->tc, ch, optarg);
         if (r < 0)
             return 1;
@@ -150,6 +167,10 @@ static int parse(struct convert_cmd *c, int argc, char **argv)
         }
         if (ch == OPT_TZ)
             c->target_zero_opt = true;
+        else if (ch == OPT_SALVAGE)
+            c->salvage = true;
+        else if (ch == OPT_TARGET_OPTS)
+            c->target_opts = true;
         else if (parse_one(c, ch, argv))
             return 1;
     }
@@ -157,6 +178,14 @@ static int parse(struct convert_cmd *c, int argc, char **argv)
         c->prog.enabled = false;
     if (c->target_zero_opt && !c->no_create)
         return tool_fail("--target-is-zero requires use of -n flag");
+    if (c->target_opts && !c->no_create)
+        return tool_fail("--target-image-opts requires use of -n flag");
+    if (c->offload && c->compress)
+        return tool_fail("Cannot enable copy offloading when -c is used");
+    if (c->offload && c->sparse_given)
+        return tool_fail("Cannot enable copy offloading when -S is used");
+    if (c->offload && c->salvage)
+        return tool_fail("Cannot use copy offloading in salvaging mode");
     if (c->backing && c->no_create)
         return tool_fail("-B and -n cannot be used together (the existing target "
                          "keeps its own backing file)");
@@ -376,8 +405,14 @@ static struct dk_image *open_output(struct convert_cmd *c, struct output *o)
     const char *fmt = c->no_create && !c->out_fmt_given ? NULL : c->out_fmt;
     struct dk_open_opts oo = { .format = fmt, .flags = DK_OPEN_RDWR |
         (c->tc.allow_external ? DK_OPEN_ALLOW_EXTERNAL : 0) };
-    tool_secret_for(&c->tc, dk_opts_get(c->opts, "encrypt.key-secret"), &oo.secret,
-                    &oo.secret_len);
+    const char *keyid = c->target_keyid ? c->target_keyid
+                                        : dk_opts_get(c->opts, "encrypt.key-secret");
+    tool_secret_for(&c->tc, keyid, &oo.secret, &oo.secret_len);
+    if (c->target_keyid && !oo.secret) {
+        tool_error("no secret with id '%s' (give it with --object secret,id=%s,...)",
+                   keyid, keyid);
+        return NULL;
+    }
     struct dk_error e = { 0 };
     struct dk_image *dst = dk_open(o->path, &oo, &e);
     if (!dst)
@@ -391,6 +426,13 @@ static bool stream_vmdk(struct dk_image *dst, const struct dk_opts *opts)
     return !strcmp(dk_image_format(dst), "vmdk") && sub && !strcmp(sub, "streamOptimized");
 }
 
+/* --salvage: one line per unreadable range (qemu-img prints them too). */
+static void salvage_line(void *opaque, const char *line)
+{
+    (void)opaque;
+    tool_error("warning: %s", line);
+}
+
 static int copy(struct convert_cmd *c, struct dk_image **src, size_t n, struct dk_image *dst,
                 const struct output *o)
 {
@@ -402,10 +444,13 @@ static int copy(struct convert_cmd *c, struct dk_image **src, size_t n, struct d
         .flags = (c->compress || stream_vmdk(dst, c->opts) ? DK_COPY_COMPRESS : 0) |
                  (!c->no_create || c->target_zero_opt ? DK_COPY_TARGET_ZERO : 0) |
                  (c->out_of_order ? DK_COPY_OUT_OF_ORDER : 0) |
-                 (c->sparse_given && c->sparse == 0 ? DK_COPY_NO_SPARSE : 0),
+                 (c->sparse_given && c->sparse == 0 ? DK_COPY_NO_SPARSE : 0) |
+                 (c->offload ? DK_COPY_OFFLOAD : 0) | (c->salvage ? DK_COPY_SALVAGE : 0),
         .sparse_size = c->sparse_given ? c->sparse : 0,
         .threads = c->threads,
         .progress = tool_progress_cb, .progress_opaque = &c->prog,
+        .rate_limit = c->rate,
+        .report = c->quiet ? NULL : salvage_line,
     };
     if (c->backing && !a.dst_backing)
         return tool_fail("%s: the new image did not open its backing file",
@@ -452,6 +497,31 @@ static int run(struct convert_cmd *c, char **names, size_t n, struct output *o)
     return rc;
 }
 
+/* --target-image-opts: OUTPUT is "driver=FMT,file.filename=PATH[,
+ * encrypt.key-secret=ID]" naming an existing image (-n). */
+static int target_options(struct convert_cmd *c, struct output *o)
+{
+    struct dk_error e = { 0 };
+    if (dk_opts_parse(&c->target, o->final, &e) < 0)
+        return tool_fail("%s", e.msg);
+    const char *fn = dk_opts_get(c->target, "file.filename");
+    if (!fn)
+        fn = dk_opts_get(c->target, "filename");
+    if (!fn)
+        return tool_fail("--target-image-opts: missing file.filename=");
+    o->final = fn;
+    const char *drv = dk_opts_get(c->target, "driver");
+    if (drv) {
+        if (c->out_fmt_given && strcmp(drv, c->out_fmt))
+            return tool_fail("-O %s and driver=%s of --target-image-opts disagree",
+                             c->out_fmt, drv);
+        c->out_fmt = drv;
+        c->out_fmt_given = true;
+    }
+    c->target_keyid = dk_opts_get(c->target, "encrypt.key-secret");
+    return 0;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     struct convert_cmd c = { .out_fmt = "raw", .prog = { .last_centi = -1 } };
@@ -465,9 +535,13 @@ int cmd_convert(int argc, char **argv)
         rc = tool_fail("expected INPUT... OUTPUT; see 'diskkit convert --help'");
     if (rc == 0) {
         o.final = argv[argc - 1];
-        rc = run(&c, argv + optind, (size_t)(argc - optind - 1), &o);
+        if (c.target_opts)
+            rc = target_options(&c, &o);
     }
+    if (rc == 0)
+        rc = run(&c, argv + optind, (size_t)(argc - optind - 1), &o);
     output_free(&o);
+    dk_opts_free(c.target);
     dk_opts_free(c.opts);
     tool_common_free(&c.tc);
     return rc < 0 ? 0 : rc;
