@@ -17,8 +17,10 @@
  *  4. Unlinking an open file is handled by libfuse's hidden-file rename
  *     (hard_remove off), so an inode is never freed while a dk_fsfile
  *     still points at it.
- * Known gaps: rename with RENAME_EXCHANGE and extended attributes are not
- * supported (EINVAL / ENOTSUP); RENAME_NOREPLACE is a check then a rename.
+ *  5. Extended attributes (user., trusted., security., POSIX ACLs) are
+ *     read and written as stored in the guest (lib/guestxattr.c).
+ * Known gaps: rename with RENAME_EXCHANGE is not supported (EINVAL);
+ * RENAME_NOREPLACE is a check then a rename.
  * SPDX-License-Identifier: MIT
  */
 #include <dirent.h>
@@ -363,6 +365,37 @@ static int fs_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi
     return ret(dk_fs_sync(fs()));
 }
 
+/* Extended attributes: FUSE hands over the inode's own path (the kernel
+ * already followed symlinks for getxattr, not for lgetxattr), so nothing
+ * is followed here. ERANGE and ENODATA are ordinary answers. */
+static int xattr_ret(ssize_t r)
+{
+    if (r < 0)
+        return ret((int)r);
+    return r > INT32_MAX ? -E2BIG : (int)r;
+}
+
+static int fs_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+    return xattr_ret(dk_fs_getxattr(fs(), path, 0, name, value, size));
+}
+
+static int fs_listxattr(const char *path, char *list, size_t size)
+{
+    return xattr_ret(dk_fs_listxattr(fs(), path, 0, list, size));
+}
+
+static int fs_setxattr(const char *path, const char *name, const char *value, size_t size,
+                       int flags)
+{
+    return changed(dk_fs_setxattr(fs(), path, 0, name, value, size, (unsigned)flags));
+}
+
+static int fs_removexattr(const char *path, const char *name)
+{
+    return changed(dk_fs_removexattr(fs(), path, 0, name));
+}
+
 static const struct fuse_operations fs_ops = {
     .init = fs_init,
     .getattr = fs_getattr,
@@ -388,6 +421,10 @@ static const struct fuse_operations fs_ops = {
     .chown = fs_chown,
     .utimens = fs_utimens,
     .fsyncdir = fs_fsyncdir,
+    .getxattr = fs_getxattr,
+    .listxattr = fs_listxattr,
+    .setxattr = fs_setxattr,
+    .removexattr = fs_removexattr,
 };
 
 const struct fuse_operations *fs_operations(void)

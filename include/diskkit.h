@@ -675,6 +675,24 @@ struct timespec;
 int dk_fs_utimens(struct dk_fs *fs, const char *path, const struct timespec ts[2]);
 int dk_fs_truncate(struct dk_fs *fs, const char *path, uint64_t size);
 
+/* Extended attributes of PATH (FOLLOW: symlinks followed as by stat, else
+ * the link itself), with the semantics of listxattr(2), getxattr(2),
+ * setxattr(2) and removexattr(2): list gives the names NUL-terminated one
+ * after the other; list and get return the size (with SIZE 0 only the size
+ * needed), -ERANGE when SIZE is too small, -ENODATA for a missing
+ * attribute. Namespaces: user., trusted., security. and the POSIX ACLs
+ * system.posix_acl_access/default (kernel xattr format); others are
+ * -EOPNOTSUPP. A change updates the inode's ctime. */
+#define DK_XATTR_CREATE  0x1u   /* set: fail with -EEXIST if it exists */
+#define DK_XATTR_REPLACE 0x2u   /* set: fail with -ENODATA if it does not */
+ssize_t dk_fs_listxattr(struct dk_fs *fs, const char *path, int follow, char *list,
+                        size_t size);
+ssize_t dk_fs_getxattr(struct dk_fs *fs, const char *path, int follow, const char *name,
+                       void *value, size_t size);
+int dk_fs_setxattr(struct dk_fs *fs, const char *path, int follow, const char *name,
+                   const void *value, size_t size, unsigned flags);
+int dk_fs_removexattr(struct dk_fs *fs, const char *path, int follow, const char *name);
+
 #ifdef __cplusplus
 }
 #endif

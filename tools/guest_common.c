@@ -12,7 +12,8 @@
 
 const struct gop *const gops[] = {
     &gop_list_partitions, &gop_list_filesystems, &gop_inspect, &gop_df, &gop_ls,
-    &gop_cat, &gop_copy_out, &gop_copy_in, &gop_write, &gop_mkdir, &gop_rm, NULL,
+    &gop_cat, &gop_copy_out, &gop_copy_in, &gop_write, &gop_mkdir, &gop_rm,
+    &gop_getxattrs, &gop_setxattr, &gop_removexattr, NULL,
 };
 
 enum { OPT_OUTPUT = 0x2000, OPT_FORCE };

@@ -37,6 +37,9 @@ int cmd_write(int argc, char **argv);
 int cmd_mkdir(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_shell(int argc, char **argv);
+int cmd_getxattrs(int argc, char **argv);
+int cmd_setxattr(int argc, char **argv);
+int cmd_removexattr(int argc, char **argv);
 
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -70,6 +73,9 @@ static const struct command commands[] = {
     { "write", cmd_write, "write stdin to a guest file" },
     { "mkdir", cmd_mkdir, "create guest directories" },
     { "rm", cmd_rm, "remove guest files" },
+    { "getxattrs", cmd_getxattrs, "print extended attributes of guest files" },
+    { "setxattr", cmd_setxattr, "set an extended attribute of guest files" },
+    { "removexattr", cmd_removexattr, "remove an extended attribute of guest files" },
     { "shell", cmd_shell, "guestfish-like shell over the guest" },
 };
 

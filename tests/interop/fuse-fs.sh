@@ -30,6 +30,8 @@ listing() {   # DIR: one line per entry: path type mode uid gid size [sha|target
 }
 listing tree > expect.list
 mkfs.ext4 -q -F -d tree -L guestfs fs.img 48M >/dev/null || die "mkfs.ext4 -d"
+debugfs -w -R 'ea_set /etc/hostname user.origin guest' fs.img >/dev/null 2>&1 ||
+    die "debugfs ea_set"
 
 # An MBR disk with the filesystem as partition 1 (at 1 MiB).
 qemu-img create -q -f raw disk.raw 64M
@@ -80,6 +82,27 @@ cmp new.bin p/data/new.bin || die "new file reads back differently"
 [ "$(stat -c '%u:%g' p/new-hard.bin)" = "42:43" ] || die "owner after chown"
 [ "$(stat -c %s p/data/zero-length)" = 100003 ] || die "size after sparse write"
 [ "$(readlink p/abs-link)" = /etc/hostname ] || die "readlink"
+# Extended attributes, as stored in the guest and written back.
+python3 - p <<'EOF2' || die "extended attributes through the mount"
+import errno, os, sys
+p = sys.argv[1]
+assert os.getxattr(p + '/etc/hostname', 'user.origin') == b'guest', 'user.origin'
+assert 'user.origin' in os.listxattr(p + '/etc/hostname'), 'listxattr'
+os.setxattr(p + '/data/new.bin', 'user.tag', b'v1\x00\xff')
+os.setxattr(p + '/data/new.bin', 'user.gone', b'x')
+os.removexattr(p + '/data/new.bin', 'user.gone')
+assert sorted(os.listxattr(p + '/data/new.bin')) == ['user.tag'], os.listxattr(p + '/data/new.bin')
+try:
+    os.setxattr(p + '/data/new.bin', 'user.tag', b'v2', os.XATTR_CREATE)
+    sys.exit('XATTR_CREATE replaced an attribute')
+except OSError as e:
+    assert e.errno == errno.EEXIST, e
+try:
+    os.getxattr(p + '/data/new.bin', 'user.none')
+    sys.exit('missing attribute read')
+except OSError as e:
+    assert e.errno == errno.ENODATA, e
+EOF2
 fuse_umount p || die "unmount rw"
 
 # Offline checks of the result.
@@ -97,4 +120,8 @@ debugfs -R 'cat /newdir/deeper/renamed.txt' out.fs 2>/dev/null | grep -qx again 
     die "debugfs: renamed.txt"
 debugfs -R 'stat /etc/hostname' out.fs 2>/dev/null | grep -q 'mtime:.*Feb  3 04:05:06 2001' ||
     die "debugfs: mtime not set"
+debugfs -R 'ea_get -f tag.out /data/new.bin user.tag' out.fs >/dev/null 2>&1
+printf 'v1\000\377' | cmp -s - tag.out || die "debugfs: user.tag not stored as written"
+debugfs -R 'ea_list /data/new.bin' out.fs 2>/dev/null | grep -q 'user.gone' &&
+    die "debugfs: user.gone still there"
 echo "ok: changes through $FMT pass e2fsck and show in debugfs"
