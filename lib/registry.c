@@ -59,3 +59,12 @@ const struct dk_optdesc *dk_create_options(const char *format)
         return NULL;
     return d->create_opts ? d->create_opts : none;
 }
+
+const struct dk_optdesc *dk_amend_options(const char *format)
+{
+    const struct dk_driver *d = dk_driver_find(format);
+    static const struct dk_optdesc none[] = { { 0 } };
+    if (!d)
+        return NULL;
+    return d->amend_opts ? d->amend_opts : none;
+}

@@ -54,6 +54,10 @@ enum {
 int tool_common_option(struct tool_common *tc, int c, const char *arg);
 /* Wipes and frees secrets. */
 void tool_common_free(struct tool_common *tc);
+/* Registers every --object secret on IMG by its id (dk_image_add_secret),
+ * for options that name secrets (amend's encrypt.new-secret=ID). Prints
+ * the error and returns -1 on failure. */
+int tool_add_secrets(struct tool_common *tc, struct dk_image *img);
 
 /* Opens an image the way every command does: FILENAME may be an
  * --image-opts string; FORMAT may be NULL (probe); FLAGS are DK_OPEN_*.
