@@ -176,6 +176,13 @@ void tool_secret_for(struct tool_common *tc, const char *id,
 {
     *data = NULL;
     *len = 0;
+    /* Without an id, an explicit --passphrase-file wins over a lone
+     * --object: with amend the --object is the new key, not the image's. */
+    if (!id && tc->passphrase) {
+        *data = tc->passphrase;
+        *len = tc->passphrase_len;
+        return;
+    }
     for (size_t i = 0; i < tc->nsecrets; i++) {
         if (!id || !strcmp(tc->secrets[i].id, id)) {
             if (!id && tc->nsecrets > 1)
@@ -184,10 +191,6 @@ void tool_secret_for(struct tool_common *tc, const char *id,
             *len = tc->secrets[i].len;
             return;
         }
-    }
-    if (!id && tc->passphrase) {
-        *data = tc->passphrase;
-        *len = tc->passphrase_len;
     }
 }
 

@@ -61,8 +61,8 @@ int tool_add_secrets(struct tool_common *tc, struct dk_image *img);
 
 /* Opens an image the way every command does: FILENAME may be an
  * --image-opts string; FORMAT may be NULL (probe); FLAGS are DK_OPEN_*.
- * The secret comes from the image options' encrypt.key-secret, else the
- * only --object secret, else --passphrase-file. Prints the error and
+ * The secret comes from the image options' encrypt.key-secret, else
+ * --passphrase-file, else the only --object secret. Prints the error and
  * returns NULL on failure. */
 struct dk_image *tool_open(struct tool_common *tc, const char *filename,
                            const char *format, unsigned flags);
