@@ -226,16 +226,10 @@ int dk_luks_change_prepare(const uint8_t *area, size_t area_len,
                            struct dk_error *err)
 {
     *out = NULL;
-    if (area_len > DK_LUKS_MAX_AREA)
-        return dk_error_set(err, -EINVAL, "LUKS area of %zu bytes exceeds the %u-byte cap",
-                            area_len, DK_LUKS_MAX_AREA);
     struct dk_luks_change *c = calloc(1, sizeof(*c));
     if (!c)
         return dk_error_set(err, -ENOMEM, "out of memory");
-    int r = dk_luks_decode(area, area_len, area_len, &c->old, err);
-    /* Loads libcrypto and refuses a cipher we cannot run. */
-    if (!r)
-        r = dk_sector_cipher_check(&c->old.spec, c->old.key_bytes, err);
+    int r = dk_luks_load(area, area_len, &c->old, err);   /* loads libcrypto */
     if (!r) {
         c->hdr = c->old;
         c->activate = a->activate;

@@ -315,20 +315,25 @@ int dk_luks_slot_try(const struct dk_luks_header *h, int i, const uint8_t *area,
     return r;
 }
 
+int dk_luks_load(const uint8_t *area, size_t area_len, struct dk_luks_header *h,
+                 struct dk_error *err)
+{
+    if (area_len > DK_LUKS_MAX_AREA)
+        return dk_error_set(err, -EINVAL, "LUKS area of %zu bytes exceeds the %u-byte cap",
+                            area_len, DK_LUKS_MAX_AREA);
+    int r = dk_luks_decode(area, area_len, area_len, h, err);
+    /* Refuse an unusable cipher before spending time on PBKDF2. */
+    return r ? r : dk_sector_cipher_check(&h->spec, h->key_bytes, err);
+}
+
 int dk_luks_unlock(const uint8_t *area, size_t area_len, const unsigned char *pass,
                    size_t pass_len, struct dk_luks **out, struct dk_error *err)
 {
     *out = NULL;
-    if (area_len > DK_LUKS_MAX_AREA)
-        return dk_error_set(err, -EINVAL, "LUKS area of %zu bytes exceeds the %u-byte cap",
-                            area_len, DK_LUKS_MAX_AREA);
     struct dk_luks *l = calloc(1, sizeof(*l));
     if (!l)
         return dk_error_set(err, -ENOMEM, "out of memory");
-    int r = dk_luks_decode(area, area_len, area_len, &l->hdr, err);
-    /* Refuse an unusable cipher before spending time on PBKDF2. */
-    if (!r)
-        r = dk_sector_cipher_check(&l->hdr.spec, l->hdr.key_bytes, err);
+    int r = dk_luks_load(area, area_len, &l->hdr, err);
     l->slot = -1;
     for (int i = 0; !r && i < DK_LUKS_NUM_SLOTS && l->slot < 0; i++) {
         if (l->hdr.slots[i].active != DK_LUKS_SLOT_ACTIVE)

@@ -210,6 +210,10 @@ int dk_luks_create(const struct dk_luks_create_params *p, const unsigned char *p
                    struct dk_luks **out, struct dk_error *err);
 
 /* Helpers shared by crypto-luks.c and crypto-luks-keys.c. */
+/* Checks AREA_LEN against DK_LUKS_MAX_AREA, decodes the header at AREA
+ * into H and checks its cipher can run (loads libcrypto). 0 or -errno. */
+int dk_luks_load(const uint8_t *area, size_t area_len, struct dk_luks_header *h,
+                 struct dk_error *err);
 /* Decrypts and merges slot I's key material (in AREA, validated by
  * dk_luks_decode) with the key derived from PASS into MK (key_bytes);
  * returns 0 when the master key digest matches, 1 when it does not, or

@@ -12,19 +12,15 @@
 #  - after every amend: qemu-img check clean, content unchanged
 #    (qemu-img compare with a raw copy), info slots identical to qemu-img's;
 #  - passphrases never appear in diskkit's output.
-set -u
-command -v qemu-img >/dev/null && command -v qemu-io >/dev/null ||
-    { echo "qemu-img or qemu-io not installed"; exit 77; }
-DK=${DISKKIT:?DISKKIT must point at build/diskkit}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
+. "$(dirname "$0")/lib.sh"
+need qemu-img qemu-io python3
+DK=$DISKKIT
+cd "$T"
 
 P0='pw0-Zq81' P1='pw1-Yx72' P2='pw2-Wv63'
 SEC="--object secret,id=s0,data=$P0 --object secret,id=s1,data=$P1 --object secret,id=s2,data=$P2"
 BAD="--object secret,id=bad,data=wrong"
 io() { echo "driver=qcow2,file.filename=$1,encrypt.key-secret=$2"; }
-fail() { echo "FAIL: $*"; exit 1; }
 step() { echo "== $*"; }
 # Every diskkit run: output kept in out.txt and checked for the secrets.
 dk() {
