@@ -212,6 +212,11 @@ struct dk_optdesc {
 /* The creation options of FORMAT, terminated by a zeroed entry; NULL if the
  * format is unknown. Static storage. */
 const struct dk_optdesc *dk_create_options(const char *format);
+/* The options dk_amend takes besides (some of) the creation options, e.g.
+ * qcow2's encrypt.state / encrypt.keyslot / encrypt.new-secret /
+ * encrypt.old-secret; terminated by a zeroed entry; NULL if the format is
+ * unknown. Static storage. Since 0.2. */
+const struct dk_optdesc *dk_amend_options(const char *format);
 
 /* Creates an image. SIZE may be 0 when a backing file gives it. OPTS holds
  * the -o options (unknown keys are an error); "backing_file"/"backing_fmt"
@@ -420,6 +425,17 @@ struct dk_image *dk_open_chain_rw(const char *filename, const struct dk_open_opt
  * NULL (then it is dk_amend). Returns 0 or -errno (message on IMG). */
 int dk_amend_progress(struct dk_image *img, const struct dk_opts *opts,
                       dk_progress_fn progress, void *opaque);
+
+/* ------------------------------------------------ named secrets --- */
+/* Registers a named secret on IMG, like qemu's --object secret,id=ID, for
+ * options that name one: dk_amend's encrypt.new-secret=ID and
+ * encrypt.old-secret=ID (qcow2 LUKS key slots). ID and the LEN bytes of
+ * DATA are copied; the copy is wiped and freed when IMG is closed. A
+ * secret with an ID already registered replaces it. Returns 0, -EINVAL
+ * (ID NULL or empty), -E2BIG (more than DK_MAX_SECRETS) or -ENOMEM
+ * (message on IMG; it never contains the secret). Since 0.2. */
+#define DK_MAX_SECRETS 16
+int dk_image_add_secret(struct dk_image *img, const char *id, const void *data, size_t len);
 
 /* ---------------------------------------------------- guest filesystems --- */
 /* The guest layer: partitions (MBR, extended/logical, GPT), filesystem

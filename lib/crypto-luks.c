@@ -15,7 +15,9 @@
  * dk_luks_create load it; unlocking loads it in dk_sector_cipher_check
  * before any other call. Secrets are wiped with explicit_bzero.
  *
- * Known gaps: LUKS2; adding/removing key slots (amend); detached headers.
+ * Adding and erasing key slots (amend) is in crypto-luks-keys.c.
+ *
+ * Known gaps: LUKS2; detached headers.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -277,10 +279,7 @@ void dk_luks_free(struct dk_luks *l)
     free(l);
 }
 
-/* Decrypts and merges slot I's key material with the key derived from
- * PASS into MK; returns 0 when the master key digest matches, 1 when it
- * does not, or -errno. */
-static int try_slot(const struct dk_luks_header *h, int i, const uint8_t *area,
+int dk_luks_slot_try(const struct dk_luks_header *h, int i, const uint8_t *area,
                     const unsigned char *pass, size_t pass_len, uint8_t *mk,
                     struct dk_error *err)
 {
@@ -316,25 +315,30 @@ static int try_slot(const struct dk_luks_header *h, int i, const uint8_t *area,
     return r;
 }
 
+int dk_luks_load(const uint8_t *area, size_t area_len, struct dk_luks_header *h,
+                 struct dk_error *err)
+{
+    if (area_len > DK_LUKS_MAX_AREA)
+        return dk_error_set(err, -EINVAL, "LUKS area of %zu bytes exceeds the %u-byte cap",
+                            area_len, DK_LUKS_MAX_AREA);
+    int r = dk_luks_decode(area, area_len, area_len, h, err);
+    /* Refuse an unusable cipher before spending time on PBKDF2. */
+    return r ? r : dk_sector_cipher_check(&h->spec, h->key_bytes, err);
+}
+
 int dk_luks_unlock(const uint8_t *area, size_t area_len, const unsigned char *pass,
                    size_t pass_len, struct dk_luks **out, struct dk_error *err)
 {
     *out = NULL;
-    if (area_len > DK_LUKS_MAX_AREA)
-        return dk_error_set(err, -EINVAL, "LUKS area of %zu bytes exceeds the %u-byte cap",
-                            area_len, DK_LUKS_MAX_AREA);
     struct dk_luks *l = calloc(1, sizeof(*l));
     if (!l)
         return dk_error_set(err, -ENOMEM, "out of memory");
-    int r = dk_luks_decode(area, area_len, area_len, &l->hdr, err);
-    /* Refuse an unusable cipher before spending time on PBKDF2. */
-    if (!r)
-        r = dk_sector_cipher_check(&l->hdr.spec, l->hdr.key_bytes, err);
+    int r = dk_luks_load(area, area_len, &l->hdr, err);
     l->slot = -1;
     for (int i = 0; !r && i < DK_LUKS_NUM_SLOTS && l->slot < 0; i++) {
         if (l->hdr.slots[i].active != DK_LUKS_SLOT_ACTIVE)
             continue;
-        r = try_slot(&l->hdr, i, area, pass, pass_len, l->master_key, err);
+        r = dk_luks_slot_try(&l->hdr, i, area, pass, pass_len, l->master_key, err);
         if (r == 1)
             r = 0;
         else if (r == 0)
@@ -355,9 +359,9 @@ int dk_luks_unlock(const uint8_t *area, size_t area_len, const unsigned char *pa
 
 /* -------------------------------------------------------------- creation */
 
-/* PBKDF2 iterations per millisecond of thread CPU time for hash H,
- * measured by doubling a trial run until it takes at least 20 ms. */
-static int calibrate(enum dk_hash h, size_t key_bytes, uint64_t *per_ms)
+/* Measured by doubling a trial run until it takes at least 20 ms of
+ * thread CPU time (not wall time: a busy machine does not skew it). */
+int dk_luks_calibrate(enum dk_hash h, size_t key_bytes, uint64_t *per_ms)
 {
     uint8_t salt[DK_LUKS_SALT_LEN] = { 0 }, out[DK_LUKS_MAX_KEY_BYTES];
     for (uint32_t iters = 1u << 10; iters <= DK_LUKS_MAX_ITERS; iters <<= 1) {
@@ -379,7 +383,7 @@ static int calibrate(enum dk_hash h, size_t key_bytes, uint64_t *per_ms)
     return 0;
 }
 
-static uint32_t clamp_iters(uint64_t v)
+uint32_t dk_luks_clamp_iters(uint64_t v)
 {
     return (uint32_t)DK_MIN(DK_MAX(v, DK_LUKS_MIN_ITERS), DK_LUKS_MAX_ITERS);
 }
@@ -422,35 +426,33 @@ static int init_header(const struct dk_luks_create_params *p, struct dk_luks_hea
     }
     h->payload_offset = LUKS_HDR_SECTORS + DK_LUKS_NUM_SLOTS * slot_sectors;
     uint64_t per_ms;
-    int r = calibrate(p->hash, h->key_bytes, &per_ms);
+    int r = dk_luks_calibrate(p->hash, h->key_bytes, &per_ms);
     if (r)
         return dk_error_set(err, r, "LUKS: cannot run PBKDF2 with hash %s",
                             dk_hash_name(p->hash));
     uint64_t iters = per_ms * p->iter_time_ms;
     h->slots[0].active = DK_LUKS_SLOT_ACTIVE;
-    h->slots[0].iterations = clamp_iters(iters);
+    h->slots[0].iterations = dk_luks_clamp_iters(iters);
     /* As cryptsetup: 1/8 of the time, so 8 full slots cost one budget. */
-    h->mk_digest_iter = clamp_iters(iters / 8);
+    h->mk_digest_iter = dk_luks_clamp_iters(iters / 8);
     return 0;
 }
 
-/* Writes slot 0's encrypted AF-split key material for PASS into AREA. */
-static int write_slot0(struct dk_luks *l, uint8_t *area, const unsigned char *pass,
-                       size_t pass_len, struct dk_error *err)
+int dk_luks_slot_seal(const struct dk_luks_header *h, int slot, const uint8_t *mk,
+                      const unsigned char *pass, size_t pass_len, uint8_t *mat,
+                      struct dk_error *err)
 {
-    const struct dk_luks_header *h = &l->hdr;
+    const struct dk_luks_slot *k = &h->slots[slot];
     size_t len = (size_t)dk_round_up(dk_luks_material_len(h), DK_SECTOR_SIZE);
-    uint8_t *mat = area + (size_t)h->slots[0].key_offset * DK_SECTOR_SIZE;
     uint8_t key[DK_LUKS_MAX_KEY_BYTES];
     struct dk_sector_cipher *c = NULL;
-    int r = dk_crypto_pbkdf2(h->hash, pass, pass_len, h->slots[0].salt, DK_LUKS_SALT_LEN,
-                             h->slots[0].iterations, key, h->key_bytes);
+    int r = dk_crypto_pbkdf2(h->hash, pass, pass_len, k->salt, DK_LUKS_SALT_LEN,
+                             k->iterations, key, h->key_bytes);
     if (r)
         dk_error_set(err, r, "LUKS: PBKDF2 failed");
     if (!r)
         r = dk_sector_cipher_new(&c, &h->spec, key, h->key_bytes, err);
-    if (!r && (r = dk_luks_af_split(h->hash, l->master_key, h->key_bytes,
-                                    DK_LUKS_STRIPES, mat)))
+    if (!r && (r = dk_luks_af_split(h->hash, mk, h->key_bytes, k->stripes, mat)))
         dk_error_set(err, r, "LUKS: AF split failed");
     if (!r && (r = dk_sector_encrypt(c, mat, len, 0)))
         dk_error_set(err, r, "LUKS: cannot encrypt the key material");
@@ -492,7 +494,8 @@ int dk_luks_create(const struct dk_luks_create_params *p, const unsigned char *p
             r = dk_error_set(err, -ENOMEM, "out of memory");
     }
     if (!r)
-        r = write_slot0(l, buf, pass, pass_len, err);
+        r = dk_luks_slot_seal(&l->hdr, 0, l->master_key, pass, pass_len,
+                              buf + (size_t)l->hdr.slots[0].key_offset * DK_SECTOR_SIZE, err);
     if (r) {
         free(buf);
         dk_luks_free(l);

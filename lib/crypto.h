@@ -209,11 +209,88 @@ int dk_luks_create(const struct dk_luks_create_params *p, const unsigned char *p
                    size_t pass_len, uint8_t **area, size_t *area_len,
                    struct dk_luks **out, struct dk_error *err);
 
+/* Helpers shared by crypto-luks.c and crypto-luks-keys.c. */
+/* Checks AREA_LEN against DK_LUKS_MAX_AREA, decodes the header at AREA
+ * into H and checks its cipher can run (loads libcrypto). 0 or -errno. */
+int dk_luks_load(const uint8_t *area, size_t area_len, struct dk_luks_header *h,
+                 struct dk_error *err);
+/* Decrypts and merges slot I's key material (in AREA, validated by
+ * dk_luks_decode) with the key derived from PASS into MK (key_bytes);
+ * returns 0 when the master key digest matches, 1 when it does not, or
+ * -errno with ERR set. */
+int dk_luks_slot_try(const struct dk_luks_header *h, int i, const uint8_t *area,
+                     const unsigned char *pass, size_t pass_len, uint8_t *mk,
+                     struct dk_error *err);
+/* AF-splits master key MK and encrypts it with the key PBKDF2 derives
+ * from PASS with slot SLOT's salt and iterations, into MAT (key material
+ * length rounded up to 512 bytes). Returns 0 or -errno with ERR set. */
+int dk_luks_slot_seal(const struct dk_luks_header *h, int slot, const uint8_t *mk,
+                      const unsigned char *pass, size_t pass_len, uint8_t *mat,
+                      struct dk_error *err);
+/* PBKDF2 iterations of hash H (KEY_BYTES output) per millisecond of CPU. */
+int dk_luks_calibrate(enum dk_hash h, size_t key_bytes, uint64_t *per_ms);
+/* V clamped to [DK_LUKS_MIN_ITERS, DK_LUKS_MAX_ITERS]. */
+uint32_t dk_luks_clamp_iters(uint64_t v);
+
 /* Anti-forensic split/merge (LUKS1 spec section 2.4), exposed for tests.
  * SRC/DST are BLOCK bytes, MATERIAL is BLOCK * STRIPES bytes. */
 int dk_luks_af_split(enum dk_hash h, const uint8_t *src, size_t block,
                      uint32_t stripes, uint8_t *material);
 int dk_luks_af_merge(enum dk_hash h, const uint8_t *material, size_t block,
                      uint32_t stripes, uint8_t *dst);
+
+/* ------------------------------------- LUKS1 key slots (crypto-luks-keys.c) */
+
+/* What `amend -o encrypt.*` asks for (qemu's QCryptoBlockAmendOptionsLUKS).
+ * A secret pointer is NULL when the option was not given; its bytes are
+ * borrowed for the call. */
+struct dk_luks_amend {
+    bool activate;                  /* encrypt.state=active (add) / inactive */
+    bool has_keyslot;
+    int keyslot;                    /* encrypt.keyslot (any int; checked) */
+    bool has_iter_time;
+    uint32_t iter_time_ms;          /* encrypt.iter-time (default 2000) */
+    bool force;                     /* --force */
+    const unsigned char *key;       /* passphrase that opened the image */
+    size_t key_len;
+    const unsigned char *new_secret;   /* encrypt.new-secret */
+    size_t new_len;
+    const unsigned char *old_secret;   /* encrypt.old-secret */
+    size_t old_len;
+};
+
+/* A key slot change computed in memory by dk_luks_change_prepare and
+ * written by dk_luks_change_write. Holds no secret in clear (the new
+ * slot's key material is encrypted). */
+struct dk_luks_change;
+
+/* Where a change goes: PWRITE writes LEN bytes at OFF relative to the
+ * LUKS header start; SYNC makes every earlier write durable. Both return
+ * 0 or -errno. */
+struct dk_luks_io {
+    int (*pwrite)(void *opaque, const void *buf, size_t len, uint64_t off);
+    int (*sync)(void *opaque);
+    void *opaque;
+};
+
+/* Checks A against the LUKS area AREA (AREA_LEN bytes: header and every
+ * slot's key material) with qemu 7.2's rules and messages (e.g. "Refusing
+ * to overwrite active keyslot 0 - please erase it first") and computes the
+ * change: for an add, the master key (unlocked with A->key), a new salt,
+ * iterations calibrated to A->iter_time_ms, and the sealed key material;
+ * for an erase, the slots to disable (matched by keyslot and/or by trying
+ * A->old_secret on every active slot). Writes nothing. Returns 0 and *OUT
+ * (free with dk_luks_change_free), -EINVAL / -EACCES / -ENOSPC with ERR. */
+int dk_luks_change_prepare(const uint8_t *area, size_t area_len,
+                           const struct dk_luks_amend *a, struct dk_luks_change **out,
+                           struct dk_error *err);
+/* Writes C crash-safely (see crypto-luks-keys.c for the order) through
+ * IO. Returns 0 or the first -errno (ERR set); on failure the area on
+ * disk is in one of the intermediate states the order allows. */
+int dk_luks_change_write(const struct dk_luks_change *c, const struct dk_luks_io *io,
+                         struct dk_error *err);
+/* The header after C (for info). Borrowed until dk_luks_change_free. */
+const struct dk_luks_header *dk_luks_change_header(const struct dk_luks_change *c);
+void dk_luks_change_free(struct dk_luks_change *c);
 
 #endif

@@ -41,6 +41,7 @@ static void image_free(struct dk_image *img)
     free(img->filename);
     free(img->backing_name);
     free(img->backing_fmt);
+    dk_image_secrets_free(img);
     pthread_mutex_destroy(&img->lock);
     free(img);
 }

@@ -89,6 +89,9 @@ struct dk_image {
     const unsigned char *secret;
     size_t secret_len;
     const char *snapshot;         /* open this snapshot read-only */
+    /* Named secrets (dk_image_add_secret, lib/secret.c): owned copies. */
+    struct dk_named_secret *secrets;
+    size_t n_secrets;
 
     /* Set during dk_amend_progress only (NULL otherwise): drivers report
      * the progress of long amend operations here. */
@@ -228,6 +231,9 @@ struct dk_driver {
     int (*set_backing)(struct dk_image *img, const char *name, const char *fmt);
     int (*measure)(const struct dk_opts *opts, uint64_t size, struct dk_image *src,
                    struct dk_measure *out, struct dk_error *err);
+    /* Options amend takes that are not creation options (qcow2: the LUKS
+     * key slot ones), zero-terminated, or NULL. */
+    const struct dk_optdesc *amend_opts;
 };
 
 /* ------------------------------------------------ registry (lib/registry.c) */
@@ -252,5 +258,15 @@ int dk_lock_take(struct dk_file *f, bool writer, bool force_share, struct dk_err
 
 /* Validates a guest request against IMG (invariant 1). */
 int dk_check_request(struct dk_image *img, uint64_t off, uint64_t len, bool write);
+
+/* ------------------------------------------ named secrets (lib/secret.c) */
+
+/* The secret registered on IMG under ID: 0 with *DATA borrowed until
+ * IMG is closed, or -ENOENT with qemu's message "No secret with id 'ID'"
+ * set on IMG. */
+int dk_image_secret(struct dk_image *img, const char *id, const unsigned char **data,
+                    size_t *len);
+/* Wipes and frees every named secret (image_free). */
+void dk_image_secrets_free(struct dk_image *img);
 
 #endif /* DK_INTERNAL_H */

@@ -51,11 +51,17 @@ const struct dk_driver *dk_driver_probe(const uint8_t *buf, size_t len, const ch
     return best;
 }
 
+/* An empty option list for drivers that have none. */
+static const struct dk_optdesc no_opts[] = { { 0 } };
+
 const struct dk_optdesc *dk_create_options(const char *format)
 {
     const struct dk_driver *d = dk_driver_find(format);
-    static const struct dk_optdesc none[] = { { 0 } };
-    if (!d)
-        return NULL;
-    return d->create_opts ? d->create_opts : none;
+    return !d ? NULL : d->create_opts ? d->create_opts : no_opts;
+}
+
+const struct dk_optdesc *dk_amend_options(const char *format)
+{
+    const struct dk_driver *d = dk_driver_find(format);
+    return !d ? NULL : d->amend_opts ? d->amend_opts : no_opts;
 }

@@ -4,6 +4,12 @@
  *   diskkit amend -o OPTS [-f FMT] [-p] [-q] [--force] FILE
  *   diskkit amend -o help [-f FMT] [FILE]
  *
+ * Secrets (--object secret,id=ID,...) are registered on the opened image,
+ * so qcow2's LUKS key slot options can name them (encrypt.new-secret=ID,
+ * encrypt.old-secret=ID); the image itself is opened with its key the
+ * way every command does (--image-opts ...,encrypt.key-secret=ID, a lone
+ * --object, or --passphrase-file).
+ *
  * The driver validates the options and decides what it can change; -o help
  * lists the options of the format that qemu-img amend accepts.
  * SPDX-License-Identifier: MIT
@@ -20,9 +26,12 @@ enum { OPT_FORCE = 0x2000 };
 static void usage(FILE *f)
 {
     fprintf(f,
-        "Usage: diskkit amend -o OPTS [-f FMT] [-p] [-q] [--force] FILE\n\n"
+        "Usage: diskkit amend -o OPTS [-f FMT] [-p] [-q] [--force] FILE\n"
+        "       diskkit amend --object secret,id=ID,... --image-opts IMAGEOPTS -o OPTS\n\n"
         "Changes format options of FILE in place (e.g. qcow2 compat, lazy_refcounts,\n"
-        "refcount_bits, backing_file, size). '-o help' lists them.\n"
+        "refcount_bits, backing_file, size, LUKS key slots with encrypt.state=active|\n"
+        "inactive, encrypt.new-secret=ID, encrypt.old-secret=ID, encrypt.keyslot=N).\n"
+        "'-o help' lists them.\n"
         "  -o OPTS     key=value[,key=value...]\n"
         "  -f FMT      image format (default: probe)\n"
         "  -p          show progress\n"
@@ -55,21 +64,20 @@ static int by_name(const void *a, const void *b)
 
 static int print_help(const char *fmt)
 {
-    const struct dk_optdesc *d = dk_create_options(fmt);
-    if (!d)
+    const struct dk_optdesc *d = dk_create_options(fmt), *extra = dk_amend_options(fmt);
+    if (!d || !extra)
         return tool_fail("Unknown file format '%s'", fmt);
-    bool any = false;
-    for (const struct dk_optdesc *o = d; o->name; o++)
-        any |= amendable(o->name);
-    if (!any)
-        return tool_fail("Format driver '%s' does not support option amendment", fmt);
-    printf("Amend options for '%s':\n", fmt);
     /* Sorted by name, as qemu-img prints them. */
     const struct dk_optdesc *list[64];
     size_t n = 0;
     for (; d->name && n < sizeof(list) / sizeof(list[0]); d++)
         if (amendable(d->name))
             list[n++] = d;
+    for (; extra->name && n < sizeof(list) / sizeof(list[0]); extra++)
+        list[n++] = extra;
+    if (!n)
+        return tool_fail("Format driver '%s' does not support option amendment", fmt);
+    printf("Amend options for '%s':\n", fmt);
     qsort(list, n, sizeof(list[0]), by_name);
     for (size_t i = 0; i < n; i++) {
         static const char *const types[] = { "str", "size", "bool (on/off)", "num" };
@@ -90,6 +98,8 @@ static int amend(struct tool_common *tc, const char *file, const char *fmt,
     int rc = 0;
     if (!strcmp(optstr, "help")) {
         rc = print_help(dk_image_format(img));
+    } else if (tool_add_secrets(tc, img) < 0) {
+        rc = 1;   /* encrypt.new-secret=ID / old-secret=ID name them */
     } else if (dk_amend_progress(img, opts, tool_progress_cb, prog) < 0) {
         rc = tool_fail("%s", dk_image_errmsg(img));
     }

@@ -159,11 +159,30 @@ void tool_common_free(struct tool_common *tc)
     memset(tc, 0, sizeof(*tc));
 }
 
+int tool_add_secrets(struct tool_common *tc, struct dk_image *img)
+{
+    for (size_t i = 0; i < tc->nsecrets; i++) {
+        if (dk_image_add_secret(img, tc->secrets[i].id, tc->secrets[i].data,
+                                tc->secrets[i].len) < 0) {
+            tool_error("%s", dk_image_errmsg(img));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void tool_secret_for(struct tool_common *tc, const char *id,
                      const unsigned char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
+    /* Without an id, an explicit --passphrase-file wins over a lone
+     * --object: with amend the --object is the new key, not the image's. */
+    if (!id && tc->passphrase) {
+        *data = tc->passphrase;
+        *len = tc->passphrase_len;
+        return;
+    }
     for (size_t i = 0; i < tc->nsecrets; i++) {
         if (!id || !strcmp(tc->secrets[i].id, id)) {
             if (!id && tc->nsecrets > 1)
@@ -172,10 +191,6 @@ void tool_secret_for(struct tool_common *tc, const char *id,
             *len = tc->secrets[i].len;
             return;
         }
-    }
-    if (!id && tc->passphrase) {
-        *data = tc->passphrase;
-        *len = tc->passphrase_len;
     }
 }
 

@@ -55,11 +55,15 @@ enum {
 int tool_common_option(struct tool_common *tc, int c, const char *arg);
 /* Wipes and frees secrets. */
 void tool_common_free(struct tool_common *tc);
+/* Registers every --object secret on IMG by its id (dk_image_add_secret),
+ * for options that name secrets (amend's encrypt.new-secret=ID). Prints
+ * the error and returns -1 on failure. */
+int tool_add_secrets(struct tool_common *tc, struct dk_image *img);
 
 /* Opens an image the way every command does: FILENAME may be an
  * --image-opts string; FORMAT may be NULL (probe); FLAGS are DK_OPEN_*.
- * The secret comes from the image options' encrypt.key-secret, else the
- * only --object secret, else --passphrase-file. Prints the error and
+ * The secret comes from the image options' encrypt.key-secret, else
+ * --passphrase-file, else the only --object secret. Prints the error and
  * returns NULL on failure. */
 struct dk_image *tool_open(struct tool_common *tc, const char *filename,
                            const char *format, unsigned flags);

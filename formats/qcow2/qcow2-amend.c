@@ -10,6 +10,8 @@
  * untouched. Then, as qemu-img amend does:
  *  1. compat=1.1 (upgrade, qcow2-compat.c) - first, other options may
  *     need version 3;
+ *  1b. encrypt.* LUKS key slots (qcow2-crypt-amend.c): the new key
+ *     material is computed during validation, written here;
  *  2. refcount_bits=N (qcow2-reforder.c), v3 only unless N is 16;
  *  3. lazy_refcounts=on|off: flips the compatible bit (v3 only). Turning
  *     it off first writes every postponed refcount (the flush clears the
@@ -20,8 +22,8 @@
  *  5. size: resize (shrinking allowed, as qemu-img amend does);
  *  6. compat=0.10 (downgrade, qcow2-compat.c) - last, once the other
  *     options removed what version 2 cannot express.
- * Known gaps: data files and encryption key management are refused with a
- * message naming the option.
+ * Known gaps: data files and the encryption format and cipher (create
+ * options) are refused with a message naming the option.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -59,7 +61,8 @@ static int validate(struct dk_image *img, const char *k, const char *v, struct p
     if (!strcmp(k, "lazy_refcounts"))
         return dk_parse_bool(v) < 0
             ? dk_set_error(img, -EINVAL, "Parameter 'lazy_refcounts' expects 'on' or 'off'") : 0;
-    if (!strcmp(k, "backing_file") || !strcmp(k, "backing_fmt") || !strcmp(k, "force"))
+    if (!strcmp(k, "backing_file") || !strcmp(k, "backing_fmt") || !strcmp(k, "force") ||
+        qcow2_crypt_amend_option(k))
         return 0;
     if (!strcmp(k, "size"))
         return dk_parse_size(v, &p->size) < 0 || !p->size
@@ -149,8 +152,10 @@ void qcow2_amend_progress(struct dk_image *img, uint64_t done, uint64_t total)
     img->progress(img->progress_opaque, s->amend_step * unit + part, s->amend_steps * unit);
 }
 
-/* Applies the validated plan P in qemu-img's order. */
-static int apply(struct dk_image *img, const struct dk_opts *opts, const struct plan *p)
+/* Applies the validated plan P (and the prepared key slot change KEYS,
+ * or NULL) in qemu-img's order. */
+static int apply(struct dk_image *img, const struct dk_opts *opts, const struct plan *p,
+                 const struct dk_luks_change *keys)
 {
     struct qcow2_state *s = img->priv;
     const char *lazy = dk_opts_get(opts, "lazy_refcounts");
@@ -159,8 +164,10 @@ static int apply(struct dk_image *img, const struct dk_opts *opts, const struct 
     bool reorder = p->order != s->refcount_order;
     int r = 0;
     s->amend_step = 0;
-    s->amend_steps = up + reorder + down;
+    s->amend_steps = up + (keys != NULL) + reorder + down;
     if (up && (r = qcow2_upgrade(img)) == 0)
+        s->amend_step++;
+    if (r == 0 && keys && (r = qcow2_crypt_amend_apply(img, keys)) == 0)
         s->amend_step++;
     if (r == 0 && reorder && (r = qcow2_refcount_order_change(img, p->order)) == 0)
         s->amend_step++;
@@ -187,6 +194,12 @@ int qcow2_amend(struct dk_image *img, const struct dk_opts *opts)
         if (r < 0)
             return r;
     }
+    struct dk_luks_change *keys = NULL;
     int r = validate_plan(img, opts, &p);
-    return r < 0 ? r : apply(img, opts, &p);
+    if (r == 0)
+        r = qcow2_crypt_amend_prepare(img, opts, &keys);
+    if (r == 0)
+        r = apply(img, opts, &p, keys);
+    dk_luks_change_free(keys);
+    return r;
 }

@@ -18,8 +18,9 @@
  * open with -EACCES, as qemu does. Compressed clusters are never written
  * to encrypted images (qemu does not either): data goes in plain clusters.
  *
- * Known gaps: amend of key slots (encrypt.new-secret/keyslot/state),
- * preallocation other than off on encrypted images.
+ * Key slot changes (amend -o encrypt.state=...) are in qcow2-crypt-amend.c.
+ *
+ * Known gaps: preallocation other than off on encrypted images.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -41,8 +42,8 @@ struct qcow2_crypt {
     struct dk_sector_cipher *cipher;  /* NULL: no secret given */
 };
 
-static const char no_key_msg[] = "image is encrypted: give the passphrase with "
-                                 "--object secret,... or --passphrase-file";
+const char qcow2_no_key_msg[] = "image is encrypted: give the passphrase with "
+                                "--object secret,... or --passphrase-file";
 
 /* ------------------------------------------------------------------ open */
 
@@ -148,6 +149,12 @@ bool qcow2_crypt_area(const struct qcow2_state *s, uint64_t *off, uint64_t *len)
     return true;
 }
 
+void qcow2_crypt_set_header(struct qcow2_state *s, const struct dk_luks_header *h)
+{
+    if (s->crypt && s->crypt->method == QCOW2_CRYPT_LUKS)
+        s->crypt->luks = *h;
+}
+
 /* ------------------------------------------------------------- data I/O */
 
 /* First sector of the IV: host sector for LUKS, guest sector for AES. */
@@ -176,7 +183,7 @@ int qcow2_data_pread(struct dk_image *img, void *buf, size_t n, uint64_t host, u
         return r < 0 ? dk_set_error(img, r, "qcow2: read: %s", strerror(-r)) : 0;
     }
     if (!c->cipher)
-        return dk_set_error(img, -EACCES, "%s", no_key_msg);
+        return dk_set_error(img, -EACCES, "%s", qcow2_no_key_msg);
     if (dk_is_aligned(host | n, DK_SECTOR_SIZE))
         return read_sectors(img, buf, n, host, guest);
     /* Guest and host offsets share their in-cluster (so in-sector) part. */
@@ -237,7 +244,7 @@ int qcow2_data_pwrite(struct dk_image *img, const void *buf, size_t n, uint64_t 
                                     (unsigned long long)host, strerror(-r)) : 0;
     }
     if (!c->cipher)
-        return dk_set_error(img, -EACCES, "%s", no_key_msg);
+        return dk_set_error(img, -EACCES, "%s", qcow2_no_key_msg);
     if (!dk_is_aligned(host | n, DK_SECTOR_SIZE))
         return write_rmw(img, buf, n, host, guest);
     size_t chunk = DK_MIN(n, (size_t)CRYPT_CHUNK);

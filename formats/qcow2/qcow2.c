@@ -598,6 +598,7 @@ const struct dk_driver dk_drv_qcow2 = {
     .state_size = sizeof(struct qcow2_state),
     .features = DK_DRV_BACKING | DK_DRV_SNAPSHOTS | DK_DRV_COMPRESSION | DK_DRV_ENCRYPTION,
     .create_opts = qcow2_create_opts,
+    .amend_opts = qcow2_amend_opts,
     .probe = probe,
     .open = qcow2_open,
     .close = qcow2_close,

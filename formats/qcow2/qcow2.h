@@ -410,6 +410,10 @@ void qcow2_crypt_close(struct qcow2_state *s);
 bool qcow2_crypt_has_key(const struct qcow2_state *s);
 /* The LUKS area (header + key material) as host range, if any. */
 bool qcow2_crypt_area(const struct qcow2_state *s, uint64_t *off, uint64_t *len);
+/* Replaces the decoded LUKS header kept for info (after a key change). */
+void qcow2_crypt_set_header(struct qcow2_state *s, const struct dk_luks_header *h);
+/* "image is encrypted: give the passphrase with ..." */
+extern const char qcow2_no_key_msg[];
 /* Guest data to/from the host file: decrypts/encrypts when encrypted
  * (HOST and GUEST are the byte offsets of the same data). */
 int qcow2_data_pread(struct dk_image *img, void *buf, size_t n, uint64_t host,
@@ -428,5 +432,23 @@ int qcow2_crypt_create(struct dk_image *img, const struct qcow2_crypt_params *p,
  * whole clusters of CS bytes; 0 for none or AES). */
 int qcow2_crypt_measure(const struct dk_opts *opts, uint64_t cs, uint64_t *bytes,
                         struct dk_error *err);
+
+/* ---------------------------------------------- qcow2-crypt-amend.c */
+
+/* True for the amend options that change LUKS key slots (encrypt.state,
+ * encrypt.keyslot, encrypt.new-secret, encrypt.old-secret,
+ * encrypt.iter-time). */
+bool qcow2_crypt_amend_option(const char *key);
+/* Those that are not creation options, for dk_amend_options. */
+extern const struct dk_optdesc qcow2_amend_opts[];
+/* Checks the key slot options of OPTS against the image and computes the
+ * change (writes nothing). *OUT is NULL when OPTS has none. Needs the
+ * image opened with its passphrase; new-secret/old-secret name secrets
+ * registered with dk_image_add_secret. Returns 0 or -errno (message on
+ * IMG, qemu-img's words). */
+int qcow2_crypt_amend_prepare(struct dk_image *img, const struct dk_opts *opts,
+                              struct dk_luks_change **out);
+/* Writes the prepared change to the LUKS area crash-safely and syncs. */
+int qcow2_crypt_amend_apply(struct dk_image *img, const struct dk_luks_change *c);
 
 #endif
