@@ -40,7 +40,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 BINS := $(BUILD)/diskkit $(if $(FUSE_SRCS),$(BUILD)/diskkit-mount)
 
-.PHONY: all deps bench-deps check check-unit check-interop asan install uninstall demo bench clean
+.PHONY: all deps bench-deps check check-unit check-interop asan fuzz install uninstall demo bench clean
 all: $(BUILD)/libdiskkit.a $(BUILD)/libdiskkit.so $(BINS) $(BUILD)/diskkit.pc
 
 $(BUILD)/obj/%.o: %.c
@@ -109,6 +109,13 @@ asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  check
+
+# Mutation fuzzing of the image and guest parsers under ASan+UBSan
+# (tests/fuzz/run.sh; N mutated inputs per family, default 300).
+fuzz:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	BUILD=build-asan tests/fuzz/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
