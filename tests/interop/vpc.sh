@@ -7,7 +7,8 @@
 #     the same footer fields (geometry, sizes, creator app, type) as qemu;
 #  3. VHDs diskkit writes (convert both subformats, dd, convert -n, guest
 #     writes) compare identical in qemu-img, and qemu-io writes read back;
-#     vpc to every other format; guest commands through a vpc;
+#     vpc to every other format; guest commands and diskkit-mount --raw
+#     through a vpc;
 #  4. bad input: one-line error, non-zero exit, no signal, file unchanged;
 #     random damage: clean exits only;
 #  5. crash safety: a writer killed with SIGKILL leaves an image both tools
@@ -145,6 +146,23 @@ dk cat g.vhd /data/new.bin | cmp - new.bin || fail "guest write read back"
 dk create -q -f vpc -o subformat=fixed gf.vhd 24M
 dk convert -n -f raw -O vpc fs.raw gf.vhd
 assert_eq "$(dk cat -f vpc gf.vhd /hello.txt)" "hello from diskkit" "cat through a fixed vpc"
+
+MOUNT=${DISKKIT_MOUNT:-$(dirname "$DISKKIT")/diskkit-mount}
+if [ -c /dev/fuse ] && [ -x "$MOUNT" ] && command -v fusermount3 >/dev/null; then
+    note "diskkit-mount --raw through a vpc: unaligned writes"
+    dk create -q -f vpc fm.vhd 16M
+    mkdir mnt
+    timeout 20 "$MOUNT" --raw fm.vhd mnt || fail "diskkit-mount --raw"
+    head -c 3000000 /dev/urandom > pat.bin
+    dd if=pat.bin of=mnt/disk bs=1000 seek=1234 conv=notrunc status=none
+    fusermount3 -u mnt
+    for i in 1 2 3 4 5 6 7 8 9 10; do qemu-img info fm.vhd >/dev/null 2>&1 && break; sleep 0.5; done
+    qemu-img convert -f vpc -O raw fm.vhd fm.raw
+    cmp -i 1234000:0 -n 3000000 fm.raw pat.bin || fail "fuse writes through vpc"
+    cmp -n 1234000 fm.raw /dev/zero || fail "fuse: bytes before the write"
+else
+    note "no /dev/fuse or diskkit-mount: FUSE through vpc not tested"
+fi
 
 note "check and resize behave like qemu-img 7.2"
 assert_rc 63 "$DISKKIT" check q-dynamic.vhd
