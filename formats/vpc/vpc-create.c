@@ -23,27 +23,10 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vpc.h"
-
-static int random_uuid(uint8_t *u)
-{
-    size_t got = 0;
-    while (got < VPC_UUID_LEN) {
-        ssize_t n = getrandom(u + got, VPC_UUID_LEN - got, 0);
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n > 0)
-            got += (size_t)n;
-    }
-    /* Version 4, RFC 4122 variant; VHD keeps UUIDs in RFC byte order. */
-    u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
-    u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
-    return 0;
-}
 
 static int new_footer(struct vpc_footer *f, uint64_t size, bool fixed, bool force_size,
                       uint16_t c, uint8_t h, uint8_t s)
@@ -64,7 +47,7 @@ static int new_footer(struct vpc_footer *f, uint64_t size, bool fixed, bool forc
     f->heads = h;
     f->sectors = s;
     f->disk_type = fixed ? VPC_TYPE_FIXED : VPC_TYPE_DYNAMIC;
-    return random_uuid(f->uuid);
+    return dk_random_uuid(f->uuid, false);
 }
 
 static int write_dynamic(struct dk_file *file, const uint8_t *footer, uint64_t size)
