@@ -278,10 +278,12 @@ int vpc_bat_validate(const uint32_t *bat, uint32_t n, const struct vpc_dyn_heade
         if (bat[i] == VPC_BAT_UNALLOCATED)
             continue;
         uint64_t off = (uint64_t)bat[i] * VPC_SECTOR;
-        if (off < VPC_FOOTER_SIZE || !dk_range_inside(off, blk, file_size))
+        if (!dk_range_inside(off, blk, file_size))
             r = BAD("block %" PRIu32 " at 0x%" PRIx64 " lies beyond the end of the file "
                     "(%" PRIu64 " bytes); the image is truncated or damaged", i, off,
                     file_size);
+        else if (off < VPC_FOOTER_SIZE)
+            r = BAD("block %" PRIu32 " at 0x%" PRIx64 " overlaps the footer copy", i, off);
         else if (dk_ranges_overlap(off, blk, h->table_offset, bat_len) ||
                  dk_ranges_overlap(off, blk, header_off, VPC_DYN_HEADER_SIZE))
             r = BAD("block %" PRIu32 " at 0x%" PRIx64 " overlaps the BAT or the dynamic "
