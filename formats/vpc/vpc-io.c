@@ -222,7 +222,9 @@ static int fixed_status(struct dk_image *img, uint64_t off, uint64_t len,
 /* Dynamic disks: an allocated block is data, one block at a time (its
  * bitmap separates it from the next); runs of unallocated blocks read as
  * zeros and, there being no backing file, are allocated zeros in this
- * layer, which qemu-img map prints as "present": true, "zero": true. */
+ * layer, which qemu-img map prints as "present": true, "zero": true.
+ * Differencing disks: unallocated blocks and clear bitmap bits are the
+ * parent's (vpc-parent.c). */
 int vpc_block_status(struct dk_image *img, uint64_t off, uint64_t len,
                      struct dk_extent *ext)
 {
@@ -231,6 +233,8 @@ int vpc_block_status(struct dk_image *img, uint64_t off, uint64_t len,
         return fixed_status(img, off, len, ext);
     uint32_t b = (uint32_t)(off / s->block_size);
     uint64_t in = off % s->block_size, run = s->block_size - in;
+    if (s->diff && allocated(s, b))
+        return vpc_diff_status(img, b, in, len, ext);
     if (allocated(s, b)) {
         ext->length = DK_MIN(run, len);
         ext->flags = DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID;
@@ -245,5 +249,9 @@ int vpc_block_status(struct dk_image *img, uint64_t off, uint64_t len,
     }
     ext->length = DK_MIN(run, len);
     ext->flags = DK_BS_ZERO | DK_BS_ALLOCATED;
+    if (s->diff) {
+        ext->flags = 0;                       /* the parent's */
+        return vpc_diff_unallocated(img);
+    }
     return 0;
 }

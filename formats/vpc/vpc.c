@@ -14,9 +14,11 @@
  *    "d2v ", "CTXS" and "tap\0" and for the 65535/16/255 geometry, which
  *    use current_size; at most 2040 GiB.
  *
- * Known gaps: differencing disks (type 4) are refused (qemu 7.2 opens them
- * without their parent, i.e. reads wrong data); the sector bitmaps are not
- * read (qemu ignores them too: a block is wholly present once allocated).
+ * Differencing disks (type 4) are read through their parent (vpc-parent.c);
+ * qemu 7.2 opens them without it, i.e. reads the wrong data.
+ * Known gaps: differencing disks are read-only; the sector bitmaps of
+ * dynamic disks are not read (qemu ignores them too: an allocated block is
+ * wholly present).
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -210,11 +212,9 @@ int vpc_footer_validate(const struct vpc_footer *f, bool cksum_ok, bool at_start
         return BAD("not a VHD image (no \"conectix\" footer at the start or the end)");
     if (!cksum_ok)
         return BAD("footer checksum mismatch (stored 0x%08" PRIx32 ")", f->checksum);
-    if (f->disk_type == VPC_TYPE_DIFF)
-        return UNSUP("differencing disks (disk type 4) are not supported");
-    if (at_start && f->disk_type != VPC_TYPE_DYNAMIC)
-        return BAD("footer copy at offset 0 has disk type %" PRIu32 " (expected 3, dynamic)",
-                   f->disk_type);
+    if (at_start && f->disk_type != VPC_TYPE_DYNAMIC && f->disk_type != VPC_TYPE_DIFF)
+        return BAD("footer copy at offset 0 has disk type %" PRIu32 " (expected 3, dynamic, "
+                   "or 4, differencing)", f->disk_type);
     if (!at_start && f->disk_type != VPC_TYPE_FIXED)
         return BAD("footer at the end of the file has disk type %" PRIu32 " and there "
                    "is no copy at offset 0 (expected a fixed disk, type 2)", f->disk_type);
@@ -371,7 +371,14 @@ static int vpc_open(struct dk_image *img)
         return dk_set_error(img, r, "vpc: %s", msg);
     s->block_size = s->dyn.block_size;
     s->bitmap_size = vpc_bitmap_size(s->block_size);
-    return load_bat(img);
+    s->bm_block = UINT32_MAX;
+    if ((r = load_bat(img)) < 0 || s->footer.disk_type != VPC_TYPE_DIFF)
+        return r;
+    s->diff = true;
+    if (!img->read_only)
+        return dk_set_error(img, -ENOTSUP, "vpc: differencing disks can only be opened "
+                            "read-only (writing to them is not supported)");
+    return vpc_parent_open(img, hdr);
 }
 
 static void vpc_close(struct dk_image *img)
@@ -382,6 +389,7 @@ static void vpc_close(struct dk_image *img)
         vpc_flush(img);
     free(s->bat);
     free(s->bitmap);
+    free(s->bm_cache);
 }
 
 static const struct dk_optdesc vpc_opts[] = {

@@ -96,8 +96,22 @@ struct vpc_footer {
     uint8_t saved_state;
 };
 
-/* The dynamic disk header in host order (parent name and locators are
- * only decoded far enough to refuse differencing disks). */
+/* Parent locators of differencing disks (dynamic header offset 576, 8
+ * entries of 24 bytes: u32 platform code, u32 data space, u32 data length,
+ * u32 reserved, u64 data offset). Only "W2ru" (a path relative to the
+ * child, UTF-16LE, Windows separators) is followed; "W2ku" (absolute
+ * Windows path) and "Mac "/"MacX" mean nothing on this host. */
+#define VPC_PARENT_NAME_OFF    64
+#define VPC_PARENT_NAME_LEN    512
+#define VPC_LOCATOR_OFF        576
+#define VPC_LOCATOR_COUNT      8
+#define VPC_LOCATOR_SIZE       24
+#define VPC_PLATFORM_W2RU      0x57327275u  /* "W2ru" */
+/* Longest locator we read: a 4096-character path in UTF-16. */
+#define VPC_LOCATOR_MAX        8192u
+
+/* The dynamic disk header in host order (the parent name and locators are
+ * read from the raw header by vpc-parent.c). */
 struct vpc_dyn_header {
     char cookie[8];
     uint64_t data_offset;
@@ -128,6 +142,10 @@ struct vpc_state {
     uint8_t footer_raw[VPC_FOOTER_SIZE];
     struct vpc_dyn_header dyn;
     bool fixed;
+    bool diff;                 /* differencing: read-only, bitmaps matter */
+    bool parent_checked;       /* parent UUID compared with parent_uuid */
+    uint32_t bm_block;         /* block whose bitmap is in bm_cache, or ~0 */
+    uint8_t *bm_cache;         /* bitmap_size bytes */
     uint32_t *bat;
     uint32_t block_size;
     uint32_t bitmap_size;      /* bytes, a multiple of 512 */
@@ -173,6 +191,25 @@ void vpc_chs_geometry(uint64_t total, uint16_t *c, uint8_t *h, uint8_t *s);
  * FORCE_SIZE or beyond CHS). Fills the geometry. Returns 0 or -EFBIG. */
 int vpc_rounded_size(uint64_t size, bool force_size, uint64_t *out,
                      uint16_t *c, uint8_t *h, uint8_t *s);
+
+/* ---------------------------------------------------------- vpc-parent.c */
+/* Decodes N UTF-16 code units at IN (big- or little-endian) into UTF-8 in
+ * OUT (CAP bytes, NUL-terminated), stopping at a NUL unit. Returns the
+ * length, or -EINVAL for a bad surrogate or an embedded control character,
+ * -ENAMETOOLONG when OUT is too small. */
+int vpc_utf16_to_utf8(const uint8_t *in, size_t n, bool big_endian, char *out, size_t cap);
+/* Sets img->backing_name (relative to the child, '/' separators) and
+ * backing_fmt "vpc" from the raw dynamic header HDR of a differencing
+ * disk: the W2ru locator, else a parent name that is a bare file name. */
+int vpc_parent_open(struct dk_image *img, const uint8_t *hdr);
+/* Block status of allocated block B of a differencing disk from its
+ * sector bitmap: data in this layer where the bit is set, else the
+ * parent's (flags 0). */
+int vpc_diff_status(struct dk_image *img, uint32_t b, uint64_t in, uint64_t len,
+                    struct dk_extent *ext);
+/* Before reporting unallocated blocks of a differencing disk as the
+ * parent's: checks the parent's UUID once. Returns 0 or -errno. */
+int vpc_diff_unallocated(struct dk_image *img);
 
 /* -------------------------------------------------------------- vpc-io.c */
 int vpc_read(struct dk_image *img, void *buf, size_t len, uint64_t off);

@@ -9,9 +9,12 @@
 #     writes) compare identical in qemu-img, and qemu-io writes read back;
 #     vpc to every other format; guest commands and diskkit-mount --raw
 #     through a vpc;
-#  4. bad input: one-line error, non-zero exit, no signal, file unchanged;
+#  4. differencing disks (spec-built fixtures) read through their parent,
+#     read-only; missing parent, wrong parent UUID, absolute or escaping
+#     locators fail cleanly;
+#  5. bad input: one-line error, non-zero exit, no signal, file unchanged;
 #     random damage: clean exits only;
-#  5. crash safety: a writer killed with SIGKILL leaves an image both tools
+#  6. crash safety: a writer killed with SIGKILL leaves an image both tools
 #     open and read alike, every 4 KiB either the source data or zeros.
 . "$(dirname "$0")/lib.sh"
 need qemu-img qemu-io mkfs.ext4 python3 sha256sum e2fsck
@@ -168,7 +171,97 @@ note "check and resize behave like qemu-img 7.2"
 assert_rc 63 "$DISKKIT" check q-dynamic.vhd
 assert_rc 1 "$DISKKIT" resize q-dynamic.vhd 80M
 
-# ------------------------------------------------------------ 4. bad input
+# ---------------------------------- 4. differencing disks (spec fixtures)
+# qemu-img cannot make them (and 7.2 reads them without their parent), so
+# the fixture is built from the spec: mkdiff BASE CHILD LOCATOR [bad-uuid]
+# writes a type 4 VHD over BASE (a dynamic VHD): footer copy at 0, parent
+# UUID = BASE's, parent name = BASE's file name (UTF-16BE), one W2ru
+# locator LOCATOR (UTF-16LE). Block 0 holds sectors 0-7 and 100 (0x22; the
+# others hold 0x33, which must not be read); block 2 all sectors (0x44).
+mkdiff() {
+    "$PY" - "$@" <<'PYEOF'
+import os, struct, sys
+base, child, loc = sys.argv[1], sys.argv[2], sys.argv[3]
+uuid_ok = sys.argv[4:] != ["bad-uuid"]
+b = open(base, "rb").read()
+bf = bytearray(b[:512])
+entries = struct.unpack_from(">I", b, 512 + 28)[0]
+def csum(buf, off):
+    struct.pack_into(">I", buf, off, 0)
+    struct.pack_into(">I", buf, off, ~sum(buf) & 0xffffffff)
+f = bytearray(bf)
+struct.pack_into(">I", f, 60, 4)
+f[68:84] = os.urandom(16)
+csum(f, 64)
+bs, bm = 2 << 20, 512
+bat_off = 1536
+bat_len = (entries * 4 + 511) // 512 * 512
+loc_off = bat_off + bat_len
+locb = loc.encode("utf-16-le")
+loc_space = (len(locb) + 511) // 512 * 512
+blk0 = loc_off + loc_space
+blk2 = blk0 + bm + bs
+h = bytearray(1024)
+h[0:8] = b"cxsparse"
+struct.pack_into(">QQIIII", h, 8, 0xffffffffffffffff, bat_off, 0x10000, entries, bs, 0)
+h[40:56] = bf[68:84] if uuid_ok else os.urandom(16)
+name = os.path.basename(base).encode("utf-16-be")
+h[64:64 + len(name)] = name
+struct.pack_into(">IIIIQ", h, 576, 0x57327275, loc_space // 512, len(locb), 0, loc_off)
+csum(h, 36)
+bat = bytearray(b"\xff" * bat_len)
+struct.pack_into(">I", bat, 0, blk0 // 512)
+struct.pack_into(">I", bat, 8, blk2 // 512)
+bm0 = bytearray(bm)
+bm0[0] = 0xff
+bm0[100 // 8] |= 0x80 >> (100 % 8)
+d0 = bytearray(b"\x33" * bs)
+for sec in list(range(8)) + [100]:
+    d0[sec * 512:(sec + 1) * 512] = b"\x22" * 512
+out = bytearray(f) + h + bat + locb + bytes(loc_space - len(locb))
+out += bm0 + d0 + b"\xff" * bm + b"\x44" * bs + f
+open(child, "wb").write(out)
+PYEOF
+}
+qemu-img create -q -f vpc base.vhd 8M
+qemu-io -f vpc -c 'write -P 0x11 0 8M' base.vhd >/dev/null
+qemu-img convert -f vpc -O raw base.vhd diff.expect
+"$PY" - <<'PYEOF'
+d = bytearray(open("diff.expect", "rb").read())
+for sec in list(range(8)) + [100]:
+    d[sec * 512:(sec + 1) * 512] = b"\x22" * 512
+d[4 << 20:6 << 20] = b"\x44" * (2 << 20)
+open("diff.expect", "wb").write(d)
+PYEOF
+note "differencing disk read through its parent"
+mkdiff base.vhd child.vhd '.\base.vhd'
+dk convert -O raw child.vhd child.raw
+cmp child.raw diff.expect || fail "differencing disk content"
+dk info --output=json child.vhd > child.json
+"$PY" - <<'PYEOF' || fail "differencing disk: info json"
+import json, sys
+d = json.load(open("child.json"))
+sys.exit(not (d["backing-filename"] == "base.vhd" and d["backing-filename-format"] == "vpc"
+              and d["format"] == "vpc"))
+PYEOF
+dk map --output=json child.vhd | grep -q '"depth": 1' || fail "differencing disk: map depth"
+dk convert -O qcow2 child.vhd child.qcow2
+qemu-img compare -q -F raw child.qcow2 diff.expect || fail "differencing disk -> qcow2"
+sum=$(sha child.vhd)
+expect_clean_failure "$DISKKIT" convert -n -f raw -O vpc fs.raw child.vhd
+expect_clean_failure "$DISKKIT" write child.vhd /x < /dev/null
+assert_eq "$(sha child.vhd)" "$sum" "differencing disk left unchanged"
+mkdiff base.vhd nopar.vhd '.\missing.vhd'
+expect_clean_failure "$DISKKIT" convert -O raw nopar.vhd dfail.raw
+mkdiff base.vhd baduuid.vhd '.\base.vhd' bad-uuid
+expect_clean_failure "$DISKKIT" convert -O raw baduuid.vhd dfail.raw
+mkdiff base.vhd escape.vhd '..\..\..\..\..\etc\passwd'
+expect_clean_failure "$DISKKIT" convert -O raw escape.vhd dfail.raw
+mkdiff base.vhd abs.vhd 'C:\disks\base.vhd'
+expect_clean_failure "$DISKKIT" info abs.vhd
+[ ! -e dfail.raw ] || fail "differencing failures left dfail.raw behind"
+
+# ------------------------------------------------------------ 5. bad input
 # mk FILE: a fresh small dynamic image with two allocated blocks.
 mk() {
     qemu-img create -q -f vpc "$1" 8M
@@ -206,7 +299,7 @@ mk b5.vhd; patch b5.vhd $((512 + 32)) I 3000000;         bad "block size not a p
 mk b6.vhd; patch b6.vhd $((512 + 32)) I 0;               bad "block size 0" b6.vhd
 mk b7.vhd; patch b7.vhd $((512 + 16)) Q 0x7000000000;    bad "BAT offset past EOF" b7.vhd
 mk b8.vhd; patch b8.vhd 16 Q 0x10000000 fix;             bad "header offset past EOF" b8.vhd
-mk b9.vhd; patch b9.vhd 60 I 4 fix;                      bad "differencing disk" b9.vhd
+mk b9.vhd; patch b9.vhd 60 I 7 fix;                      bad "unknown disk type" b9.vhd
 mk b10.vhd; patch b10.vhd 1540 I 4;                      bad "two entries, one block" b10.vhd
 mk b11.vhd; patch b11.vhd 48 Q $((4096 << 30)) fix; patch b11.vhd 28 I 0x77696e20 fix
 bad "size over 2040 GiB" b11.vhd
@@ -251,7 +344,7 @@ for f in fz0*.vhd; do
 done
 [ $fz_bad -eq 0 ] || fail "$fz_bad damaged images crashed"
 
-# ------------------------------------------------------- 5. crash safety
+# ------------------------------------------------------- 6. crash safety
 note "SIGKILL during allocating writes"
 "$PY" - <<'EOF'
 import os

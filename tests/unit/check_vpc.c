@@ -1,6 +1,7 @@
 /* check_vpc.c - VHD footer and dynamic header decode/encode and checksum,
  * the size rules (CHS geometry, creator apps, force_size), every footer,
- * header and BAT validation rule (formats/vpc/vpc.c). Image-level tests
+ * header and BAT validation rule (formats/vpc/vpc.c), UTF-16 parent names
+ * (vpc-parent.c). Image-level tests
  * against qemu-img are in tests/interop/vpc.sh.
  * SPDX-License-Identifier: MIT
  */
@@ -209,8 +210,9 @@ START_TEST(footer_validation)
     f.cookie[0] = 'C';
     ck_assert_int_eq(vfooter(&f, true, true, fsize), -EINVAL);
     qemu_footer(&f);
-    f.disk_type = VPC_TYPE_DIFF;
-    ck_assert_int_eq(vfooter(&f, true, true, fsize), -ENOTSUP);
+    f.disk_type = VPC_TYPE_DIFF;              /* differencing: like dynamic */
+    ck_assert_int_eq(vfooter(&f, true, true, fsize), 0);
+    ck_assert_int_eq(vfooter(&f, true, false, fsize), -EINVAL);
     f.disk_type = 7;
     ck_assert_int_eq(vfooter(&f, true, true, fsize), -EINVAL);
     f.disk_type = VPC_TYPE_FIXED;             /* fixed, but a copy at 0 */
@@ -315,6 +317,29 @@ START_TEST(bat_validation)
 }
 END_TEST
 
+START_TEST(utf16_names)
+{
+    char out[16];
+    /* ".\\b.vhd" little-endian, then a NUL unit and junk after it. */
+    const uint8_t le[] = { '.', 0, '\\', 0, 'b', 0, '.', 0, 'v', 0, 'h', 0, 'd', 0, 0, 0, 'x', 0 };
+    ck_assert_int_eq(vpc_utf16_to_utf8(le, 9, false, out, sizeof(out)), 7);
+    ck_assert_str_eq(out, ".\\b.vhd");
+    /* Big-endian, with a 2-byte, a 3-byte and a 4-byte (surrogate) char. */
+    const uint8_t be[] = { 0, 0xe9, 0x20, 0xac, 0xd8, 0x3d, 0xde, 0x00 };
+    ck_assert_int_eq(vpc_utf16_to_utf8(be, 4, true, out, sizeof(out)), 9);
+    ck_assert_str_eq(out, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+    /* Lone surrogates, control characters, too small a buffer. */
+    const uint8_t lone[] = { 0xde, 0x00, 0, 'a' };
+    ck_assert_int_eq(vpc_utf16_to_utf8(lone, 2, true, out, sizeof(out)), -EINVAL);
+    const uint8_t hi_end[] = { 0xd8, 0x3d };
+    ck_assert_int_eq(vpc_utf16_to_utf8(hi_end, 1, true, out, sizeof(out)), -EINVAL);
+    const uint8_t ctl[] = { 0, 'a', 0, '\n' };
+    ck_assert_int_eq(vpc_utf16_to_utf8(ctl, 2, true, out, sizeof(out)), -EINVAL);
+    ck_assert_int_eq(vpc_utf16_to_utf8(le, 9, false, out, 7), -ENAMETOOLONG);
+    ck_assert_int_eq(vpc_utf16_to_utf8(le, 0, false, out, 1), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("vpc");
@@ -328,6 +353,7 @@ int main(void)
     tcase_add_test(tc, footer_validation);
     tcase_add_test(tc, dyn_header_validation);
     tcase_add_test(tc, bat_validation);
+    tcase_add_test(tc, utf16_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
