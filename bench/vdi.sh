@@ -5,7 +5,9 @@
 #   CORPUS=/tmp/diskkit-bench-corpus OUT=/dev/shm RUNS=3 bench/vdi.sh
 #
 # Cases: raw->vdi (the goal: no slower than qemu-img), raw->vdi static,
-# vdi->raw (reading qemu's A.vdi). The input is pre-read into the page
+# vdi->raw (reading qemu's A.vdi); then the same for VHD: raw->vpc (dynamic
+# and fixed) and vpc->raw (reading A.vpc, made from A.raw with qemu-img
+# convert -O vpc when missing from the corpus). The input is pre-read into the page
 # cache, outputs go to OUT (tmpfs by default) and are removed before each
 # run; the best wall time of RUNS runs is reported with its peak RSS (GNU
 # time), and every output is verified with qemu-img compare (plus
@@ -86,4 +88,10 @@ echo "|---|---|---|---|---|---|---|---|"
 row "raw -> vdi" "$CORPUS/A.raw" raw vdi
 row "raw -> vdi static" "$CORPUS/A.raw" raw vdi -o static=on
 row "vdi -> raw" "$CORPUS/A.vdi" vdi raw
+if "$DISKKIT" --help | sed -n 's/^Formats://p' | grep -qw vpc; then
+    [ -f "$CORPUS/A.vpc" ] || qemu-img convert -f raw -O vpc "$CORPUS/A.raw" "$CORPUS/A.vpc"
+    row "raw -> vpc" "$CORPUS/A.raw" raw vpc
+    row "raw -> vpc fixed" "$CORPUS/A.raw" raw vpc -o subformat=fixed
+    row "vpc -> raw" "$CORPUS/A.vpc" vpc raw
+fi
 rm -f "$OUT/.bench-time"

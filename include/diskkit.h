@@ -1,6 +1,6 @@
 /* diskkit.h - the public API of libdiskkit.
  *
- * libdiskkit opens disk images (raw, qcow2, vmdk, vdi) behind one image
+ * libdiskkit opens disk images (raw, qcow2, vmdk, vdi, vpc) behind one image
  * handle, follows backing chains, copies between images, checks and repairs
  * them, and reaches guest filesystems without a VM appliance.
  *

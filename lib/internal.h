@@ -247,6 +247,7 @@ extern const struct dk_driver dk_drv_raw;
 extern const struct dk_driver dk_drv_qcow2;
 extern const struct dk_driver dk_drv_vmdk;
 extern const struct dk_driver dk_drv_vdi;
+extern const struct dk_driver dk_drv_vpc;
 
 /* ------------------------------------------------- locking (lib/lock.c) */
 

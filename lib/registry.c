@@ -16,6 +16,7 @@ static const struct dk_driver *const drivers[] = {
     &dk_drv_qcow2,
     &dk_drv_vmdk,
     &dk_drv_vdi,
+    &dk_drv_vpc,
 };
 
 static const char *names[DK_ARRAY_SIZE(drivers) + 1];

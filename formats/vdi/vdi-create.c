@@ -21,29 +21,11 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "vdi.h"
 
 static const char vdi_text[] = "<<< QEMU VM Virtual Disk Image >>>\n";
-
-static int random_uuid(uint8_t *u)
-{
-    size_t got = 0;
-    while (got < VDI_UUID_LEN) {
-        ssize_t n = getrandom(u + got, VDI_UUID_LEN - got, 0);
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n > 0)
-            got += (size_t)n;
-    }
-    /* Version 4 and the RFC 4122 variant; VDI stores UUIDs with the first
-     * three fields little-endian, so the version nibble is in byte 7. */
-    u[7] = (uint8_t)((u[7] & 0x0f) | 0x40);
-    u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
-    return 0;
-}
 
 /* Fills H for a new image of SIZE bytes (already sector-aligned). */
 static int new_header(struct vdi_header *h, uint64_t size, bool is_static)
@@ -63,8 +45,8 @@ static int new_header(struct vdi_header *h, uint64_t size, bool is_static)
     h->block_size = VDI_BLOCK_SIZE_DEFAULT;
     h->blocks_in_image = blocks;
     h->blocks_allocated = is_static ? blocks : 0;
-    int r = random_uuid(h->uuid_image);
-    return r < 0 ? r : random_uuid(h->uuid_last_snap);
+    int r = dk_random_uuid(h->uuid_image, true);
+    return r < 0 ? r : dk_random_uuid(h->uuid_last_snap, true);
 }
 
 /* Writes a map of N entries at OFF: identity when STATIC, else unallocated. */

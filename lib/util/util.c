@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "diskkit.h"
@@ -108,4 +109,20 @@ int dk_parse_bool(const char *str)
             return 0;
     }
     return -EINVAL;
+}
+
+int dk_random_uuid(uint8_t u[16], bool mixed)
+{
+    size_t got = 0;
+    while (got < 16) {
+        ssize_t n = getrandom(u + got, 16 - got, 0);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0)
+            got += (size_t)n;
+    }
+    int v = mixed ? 7 : 6;
+    u[v] = (uint8_t)((u[v] & 0x0f) | 0x40);
+    u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+    return 0;
 }

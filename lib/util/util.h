@@ -45,6 +45,12 @@ bool dk_is_zero(const void *buf, size_t len);
 /* Aligned buffer for O_DIRECT-friendly I/O (4 KiB). NULL on ENOMEM. */
 void *dk_alloc_aligned(size_t len);
 
+/* A random (version 4, RFC 4122 variant) UUID in U. MIXED selects the
+ * Microsoft GUID byte order of VDI (first three fields little-endian, so
+ * the version nibble is in byte 7); otherwise RFC byte order (VHD, byte 6).
+ * Returns 0 or -errno from getrandom. */
+int dk_random_uuid(uint8_t u[16], bool mixed);
+
 /* strdup that tolerates NULL. */
 char *dk_strdup0(const char *s);
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuse-raw.sh - diskkit-mount --raw: MOUNTPOINT/disk reads exactly what
 # `qemu-img convert -O raw` produces, for every format this build has
-# (raw, qcow2, vmdk, vdi, a qcow2-over-qcow2 chain); writes through it land
+# (raw, qcow2, vmdk, vdi, vpc, a qcow2-over-qcow2 chain); writes through it land
 # in the image (qemu-io reads them back, qemu-img check is clean); --ro,
 # size changes and mkfs on the disk file behave.
 source "$(dirname "$0")/fuse/lib.sh"
@@ -36,7 +36,7 @@ check_read() {   # FMT IMAGE [extra mount args]
 
 check_read raw base.raw
 tested=raw
-for fmt in qcow2 vmdk vdi; do
+for fmt in qcow2 vmdk vdi vpc; do
     have_format $fmt || { echo "note: format $fmt not in this build, not tested"; continue; }
     qemu-img convert -q -f raw -O $fmt base.raw "base.$fmt"
     check_read $fmt "base.$fmt"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # guest-read.sh - guest read commands on MBR (extended + logical) and GPT
 # disks holding ext2/ext3/ext4 built by mkfs -d, through raw and (when the
-# drivers are on this branch) qcow2, a qcow2 backing chain, vmdk and vdi.
+# drivers are on this branch) qcow2, a qcow2 backing chain, vmdk, vdi and vpc.
 # Checks every command against the known tree; a damaged GPT primary is
 # read through the backup; copy-out never follows guest symlinks.
 set -u
@@ -173,7 +173,7 @@ grep -q 'no usable GPT' "$T/warn" || fail "both GPT headers bad: $(cat "$T/warn"
 # Through image formats, when this build has them.
 formats=$("$DK" --help | sed -n 's/^Formats://p')
 ran=0
-for fmt in qcow2 vmdk vdi; do
+for fmt in qcow2 vmdk vdi vpc; do
     case " $formats " in *" $fmt "*) ;; *) echo "note: $fmt driver not in this build"; continue ;; esac
     qemu-img convert -O "$fmt" "$T/gpt.img" "$T/gpt.$fmt" || fail "qemu-img convert $fmt"
     check_image "$T/gpt.$fmt" gpt

@@ -135,6 +135,20 @@ START_TEST(values_tree)
 }
 END_TEST
 
+START_TEST(random_uuids)
+{
+    uint8_t a[16], b[16];
+    ck_assert_int_eq(dk_random_uuid(a, false), 0);
+    ck_assert_int_eq(dk_random_uuid(b, false), 0);
+    ck_assert(memcmp(a, b, 16) != 0);
+    ck_assert_int_eq(a[6] >> 4, 4);           /* RFC order: version in byte 6 */
+    ck_assert_int_eq(a[8] >> 6, 2);           /* RFC 4122 variant */
+    ck_assert_int_eq(dk_random_uuid(a, true), 0);
+    ck_assert_int_eq(a[7] >> 4, 4);           /* GUID order: byte 7 */
+    ck_assert_int_eq(a[8] >> 6, 2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("util");
@@ -146,6 +160,7 @@ static Suite *suite(void)
     tcase_add_test(t, endian_round_trip);
     tcase_add_test(t, ranges_and_rounding);
     tcase_add_test(t, values_tree);
+    tcase_add_test(t, random_uuids);
     suite_add_tcase(s, t);
     return s;
 }
