@@ -386,8 +386,14 @@ static int parse_lv(struct lvm_vg *vg, struct lvm_lv *lv, const struct lvm_node 
     snprintf(lv->device, sizeof(lv->device), "/dev/%s/%s", vg->name, lv->name);
     mapper_name(lv->mapper, vg->name, lv->name);
     size_t n = 0;
-    for (const struct lvm_node *s = sec->child; s; s = s->next)
-        n += s->type == LVM_SECTION && !strncmp(s->key, "segment", 7);
+    uint64_t extents = 0, c;
+    for (const struct lvm_node *s = sec->child; s; s = s->next) {
+        if (s->type != LVM_SECTION || strncmp(s->key, "segment", 7))
+            continue;
+        n++;
+        if (get_u64(s, "extent_count", &c) && !__builtin_add_overflow(extents, c, &extents))
+            __builtin_mul_overflow(extents, vg->extent_size, &lv->size);   /* for listing */
+    }
     if (n == 0 || n > LVM_MAX_SEGS)
         return lv_fail(vg, lv, "%zu segments", n);
     if (!(lv->segs = calloc(n, sizeof(*lv->segs))))
