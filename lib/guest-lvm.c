@@ -397,3 +397,8 @@ struct dk_image *dk_gdev_read_only(const struct dk_gdev *d)
 {
     return each_image(d, is_ro);
 }
+
+const char *dk_gdev_no_write(const struct dk_gdev *d)
+{
+    return d->lv && d->lv->no_write[0] ? d->lv->no_write : NULL;
+}

@@ -117,6 +117,8 @@ int dk_gdev_pwrite(const struct dk_gdev *d, const void *buf, size_t len, uint64_
 int dk_gdev_flush(const struct dk_gdev *d);
 /* An image the device lies on that is open read-only, or NULL. */
 struct dk_image *dk_gdev_read_only(const struct dk_gdev *d);
+/* Why the device must not be written (an LV with snapshots), or NULL. */
+const char *dk_gdev_no_write(const struct dk_gdev *d);
 
 /* --------------------------------------------------- lib/ext2io.c */
 

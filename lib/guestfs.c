@@ -261,6 +261,10 @@ static struct dk_fs *fs_setup(struct dk_guest *g, const struct dk_fsinfo *f,
     struct dk_gdev dev;
     if (dk_gdev_get(g, f, &dev, err) < 0)
         return NULL;
+    if ((flags & DK_FS_RDWR) && dk_gdev_no_write(&dev)) {
+        dk_error_set(err, -EROFS, "%s", dk_gdev_no_write(&dev));
+        return NULL;
+    }
     struct dk_image *ro = (flags & DK_FS_RDWR) ? dk_gdev_read_only(&dev) : NULL;
     if (ro) {
         dk_error_set(err, -EROFS, strcmp(dk_image_format(ro), "raw") ?

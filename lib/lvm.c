@@ -26,6 +26,11 @@
  * and named caps (lvm.h), names against lvm2's character set, extent
  * ranges against each PV and every multiplication for overflow.
  *
+ * Snapshots: the visible LV of an old-style snapshot holds the COW store,
+ * not a filesystem, so it is refused; its origin holds the current data
+ * and is readable, but refused for writing (dm would copy old chunks to
+ * the COW store first; writing behind its back corrupts the snapshot).
+ *
  * Known gaps: mirror, raid, thin, cache, snapshot and VDO segments (the
  * LV is listed with the reason it cannot be read); precommitted metadata
  * (slot 1) is ignored, as lvm2 does outside a command; 512-byte sectors.
@@ -419,6 +424,33 @@ static int parse_lv(struct lvm_vg *vg, struct lvm_lv *lv, const struct lvm_node 
     return 0;
 }
 
+static struct lvm_lv *find_lv(struct lvm_vg *vg, const char *name)
+{
+    for (size_t i = 0; name && i < vg->nlvs; i++)
+        if (!strcmp(vg->lvs[i].name, name))
+            return &vg->lvs[i];
+    return NULL;
+}
+
+/* Marks the COW store and the origin of every snapshot segment. */
+static void mark_snapshots(struct lvm_vg *vg, const struct lvm_node *list)
+{
+    for (const struct lvm_node *l = list ? list->child : NULL; l; l = l->next)
+        for (const struct lvm_node *s = l->type == LVM_SECTION ? l->child : NULL; s;
+             s = s->next) {
+            const char *type = lvm_node_str(s, "type");
+            if (s->type != LVM_SECTION || !type || strcmp(type, "snapshot"))
+                continue;
+            struct lvm_lv *cow = find_lv(vg, lvm_node_str(s, "cow_store"));
+            struct lvm_lv *origin = find_lv(vg, lvm_node_str(s, "origin"));
+            if (cow)
+                lv_fail(vg, cow, "snapshot (copy-on-write store) not supported");
+            if (origin && !origin->no_write[0])
+                snprintf(origin->no_write, sizeof(origin->no_write), "LV %.60s/%.60s has "
+                         "snapshots: writing it would corrupt them", vg->name, origin->name);
+        }
+}
+
 static int parse_lvs(struct lvm_vg *vg, const struct lvm_node *list, char *err, size_t el)
 {
     size_t n = 0;
@@ -440,6 +472,7 @@ static int parse_lvs(struct lvm_vg *vg, const struct lvm_node *list, char *err, 
         if (r < 0)
             return r;
     }
+    mark_snapshots(vg, list);
     return 0;
 }
 

@@ -120,6 +120,7 @@ struct lvm_lv {
     struct lvm_seg *segs;
     size_t nsegs;
     char error[256];                    /* why it cannot be read, "" if it can */
+    char no_write[256];                 /* why it must not be written, "" if fine */
 };
 struct lvm_vg {
     char name[LVM_NAME_MAX];

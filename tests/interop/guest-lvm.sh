@@ -24,10 +24,14 @@ expect_eq "$("$DK" list-filesystems "$A")" "/dev/sda1: LVM2_member
 /dev/sda2: LVM2_member
 /dev/testvg/data-lv: ext4
 /dev/testvg/mirror: unknown
-/dev/testvg/root: ext4" "list-filesystems"
+/dev/testvg/orig: ext2
+/dev/testvg/root: ext4
+/dev/testvg/snap: unknown" "list-filesystems"
 expect_eq "$("$DK" list-lvs "$A")" "/dev/testvg/data-lv
 /dev/testvg/mirror
-/dev/testvg/root" "list-lvs"
+/dev/testvg/orig
+/dev/testvg/root
+/dev/testvg/snap" "list-lvs"
 "$DK" list-lvs -l "$A" | grep -qx '/dev/testvg/data-lv size=16777216 pvs=2 stripes=2 uuid=LVdata-BBBB-cccc-DDDD-eeee-FFFF-ggggHH status=ok' ||
     fail "list-lvs -l data-lv"
 "$DK" list-filesystems -l "$A" | grep -q "^/dev/testvg/root: ext4 label=LVROOT uuid=$LV_ROOT_UUID size=41943040$" ||
@@ -55,6 +59,13 @@ printf '%s\n' "$ins" | grep -qx '    /srv/again: /dev/testvg/data-lv' || fail "i
 echo "--- unsupported segment type, hidden LVs, unknown LV"
 expect_eq "$(expect_err "$DK" ls -m /dev/testvg/mirror "$A" /)" \
     "diskkit: ls: LV testvg/mirror: segment type raid1 not supported" "raid1 message"
+expect_eq "$(expect_err "$DK" ls -m /dev/testvg/snap "$A" /)" \
+    "diskkit: ls: LV testvg/snap: snapshot (copy-on-write store) not supported" "snapshot message"
+expect_eq "$("$DK" cat -m /dev/testvg/orig "$A" /file3)" "on the striped lv" "snapshot origin readable"
+cp "$A" "$T/snap.raw"
+expect_eq "$(echo x | expect_err "$DK" write -f raw -m /dev/testvg/orig "$T/snap.raw" /x)" \
+    "diskkit: write: LV testvg/orig has snapshots: writing it would corrupt them" "origin write refused"
+cmp "$A" "$T/snap.raw" || fail "refused write changed the image"
 expect_err "$DK" ls -m /dev/testvg/mirror_rimage_0 "$A" / | grep -q 'no such device' || fail "hidden LV"
 expect_err "$DK" ls -m /dev/testvg/nope "$A" / | grep -q 'no such device' || fail "unknown LV"
 

@@ -33,7 +33,8 @@ FSTAB
 # lvm_python_disk OUT [LAYOUT]: MBR with p1 = PV pv0 (64 MiB) and p2 = PV
 # pv1 (40 MiB); VG testvg, 4 MiB extents: root (40 MiB, linear over both
 # PVs), data-lv (16 MiB, 2 stripes of 64 KiB), mirror (raid1, not
-# readable), mirror_rimage_0 (hidden).
+# readable), mirror_rimage_0 (hidden), orig (ext2) with an old-style
+# snapshot snap (COW store, not readable) through the hidden snapshot0.
 lvm_python_disk() {
     local out=$1 layout=${2:-$T/layout.json}
     lvm_trees
@@ -58,9 +59,18 @@ lvm_python_disk() {
            "mirror": { "uuid": "LVmirrBBBBccccDDDDeeeeFFFFggggHH", "segs": [
               { "start": 0, "count": 1, "type": "raid1", "stripes": [["pv0", 12]] } ] },
            "mirror_rimage_0": { "uuid": "LVhiddBBBBccccDDDDeeeeFFFFggggHH", "hidden": true,
-              "segs": [ { "start": 0, "count": 1, "stripes": [["pv0", 13]] } ] } } }
+              "segs": [ { "start": 0, "count": 1, "stripes": [["pv0", 13]] } ] },
+           "orig": { "uuid": "LVorigBBBBccccDDDDeeeeFFFFggggHH", "segs": [
+              { "start": 0, "count": 1, "stripes": [["pv0", 10]] } ] },
+           "snap": { "uuid": "LVsnapBBBBccccDDDDeeeeFFFFggggHH", "segs": [
+              { "start": 0, "count": 1, "stripes": [["pv0", 11]] } ] },
+           "snapshot0": { "uuid": "LVsn0aBBBBccccDDDDeeeeFFFFggggHH", "hidden": true, "segs": [
+              { "start": 0, "count": 1, "type": "snapshot", "stripes": [],
+                "extra": { "chunk_size": 8, "origin": "orig", "cow_store": "snap" } } ] } } }
 SPEC
     $LVMFIX mkvg "$T/spec.json" || { echo "lvmfix mkvg failed"; exit 1; }
+    make_fs ext2 "$T/lvdata/dir" 4 ORIG "$DATA_UUID" "$T/orig.img"
+    $LVMFIX put "$layout" orig "$T/orig.img"
     $LVMFIX put "$layout" root "$T/lvroot.img"
     $LVMFIX put "$layout" data-lv "$T/lvdata.img"
 }
