@@ -209,9 +209,12 @@ static int add_lv(struct dk_guest *g, const struct lvm_vg *vg, const struct lvm_
 static int publish(struct dk_guest *g)
 {
     size_t n = 0, used = 0;
+    if (g->nvgs == 0)
+        return 0;
     qsort(g->vgs, g->nvgs, sizeof(*g->vgs), vg_cmp);
     for (size_t i = 0; i < g->nvgs; i++) {
-        qsort(g->vgs[i]->lvs, g->vgs[i]->nlvs, sizeof(*g->vgs[i]->lvs), lv_cmp);
+        if (g->vgs[i]->nlvs)
+            qsort(g->vgs[i]->lvs, g->vgs[i]->nlvs, sizeof(*g->vgs[i]->lvs), lv_cmp);
         for (size_t k = 0; k < g->vgs[i]->nlvs; k++)
             n += g->vgs[i]->lvs[k].visible;
     }
