@@ -138,9 +138,9 @@ struct lvm_vg {
  * with *OUT (free with lvm_vg_free) or -EINVAL/-ENOMEM with ERR. */
 int lvm_vg_parse(const char *text, size_t len, struct lvm_vg **out, char *err, size_t errlen);
 void lvm_vg_free(struct lvm_vg *vg);
-/* Marks PV I of VG as found on DISK at OFF..OFF+SIZE; afterwards
- * lvm_vg_finish sets ERROR on LVs that use a missing PV or whose extents
- * run past the end of their PV's device. */
+/* After the caller has set present/disk/dev_off/dev_size of every PV
+ * found on the guest's devices: sets ERROR on LVs that use a missing PV
+ * or whose extents run past the end of their PV's device. */
 void lvm_vg_finish(struct lvm_vg *vg);
 /* Maps byte OFF of a readable LV (ERROR "") to a disk and an offset on
  * it; *RUN is how many bytes from there stay contiguous (> 0). OFF must
