@@ -79,7 +79,7 @@ $(BUILD)/diskkit.pc: diskkit.pc.in Makefile
 # Debian packages needed to build and test (idempotent).
 DEPS := build-essential pkg-config zlib1g-dev libzstd-dev libssl-dev libfuse3-dev \
         fuse3 e2fsprogs libext2fs-dev comerr-dev check qemu-utils fdisk python3 \
-        libvmdk-utils python3-libvmdk python3-vmdkstream dosfstools strace
+        libvmdk-utils python3-libvmdk python3-vmdkstream dosfstools strace lvm2
 # Peers the benchmarks compare against (not needed by the tests);
 # libguestfs needs a kernel for its appliance (linux-image-amd64).
 BENCH_DEPS := hyperfine fuse2fs qemu-system-common time libguestfs-tools linux-image-amd64

@@ -468,7 +468,9 @@ struct dk_fsfile;
 
 #define DK_GUEST_MAX_DISKS      26      /* /dev/sda .. /dev/sdz */
 #define DK_GUEST_MAX_PARTITIONS 128     /* per disk (GPT entries, MBR logicals) */
-#define DK_DEVNAME_MAX          16      /* "/dev/sdz128" + NUL fits */
+/* Fits "/dev/sdz128" and "/dev/VG/LV" (lvm2 names are at most 127
+ * characters each). Was 16 before LVM logical volumes became devices. */
+#define DK_DEVNAME_MAX          264
 
 /* A partition, or a whole disk holding a filesystem with no table. */
 struct dk_partition {
@@ -488,14 +490,29 @@ struct dk_partition {
 
 /* What a device holds, as list-filesystems / virt-filesystems show it. */
 struct dk_fsinfo {
-    char device[DK_DEVNAME_MAX];
+    char device[DK_DEVNAME_MAX];  /* "/dev/sda1", "/dev/sda", "/dev/VG/LV" */
     char type[16];      /* "ext2" "ext3" "ext4" "swap" "xfs" "btrfs" "vfat"
                            "ntfs" "LVM2_member" "crypto_LUKS" "iso9660"
                            or "unknown" */
     char label[64];     /* "" when none */
     char uuid[40];      /* "" when none; lower-case canonical form */
-    uint64_t offset, size;
+    uint64_t offset, size;  /* bytes on the image; offset 0 for an LV */
     int readable;       /* 1: dk_fs_open can open it (ext2/3/4) */
+};
+
+/* An LVM2 logical volume assembled from the physical volumes found on the
+ * guest's partitions and disks (no device-mapper involved). Readable LVs
+ * are devices like partitions: they appear in dk_guest_filesystems() as
+ * "/dev/VG/LV", and dk_guest_find()/dk_fs_open() also take the
+ * "/dev/mapper/VG-LV" name. Since 0.2. */
+struct dk_lvinfo {
+    char device[DK_DEVNAME_MAX];  /* "/dev/VG/LV" */
+    char vg[128], lv[128];        /* names */
+    char uuid[40];                /* LV id as lvm2 prints it */
+    uint64_t size;                /* bytes */
+    unsigned npvs, stripes;       /* PVs the LV uses; most stripes of a segment */
+    char error[256];              /* "" when readable, else why not:
+                                     "LV vg/lv: segment type raid1 not supported" */
 };
 
 /* Opens a guest over IMGS[0..N-1] (borrowed; N <= DK_GUEST_MAX_DISKS) and
@@ -522,8 +539,13 @@ const struct dk_partition *dk_guest_partitions(const struct dk_guest *g, size_t 
  * Borrowed until close. */
 const struct dk_fsinfo *dk_guest_filesystems(const struct dk_guest *g, size_t *n);
 /* Finds a device by name ("/dev/sda1"; "/dev/vda1" and "/dev/hda1" are
- * accepted as aliases). Returns the entry (borrowed) or NULL. */
+ * accepted as aliases, "/dev/mapper/VG-LV" for "/dev/VG/LV"). Returns the
+ * entry (borrowed) or NULL. */
 const struct dk_fsinfo *dk_guest_find(const struct dk_guest *g, const char *device);
+/* Visible LVs of every VG found, sorted by VG then LV name (hidden
+ * sub-LVs of raid, thin pools, ... are not listed). Borrowed until close.
+ * A damaged PV or metadata area gives a warning, not an error. */
+const struct dk_lvinfo *dk_guest_lvs(const struct dk_guest *g, size_t *n);
 /* Non-fatal warnings collected while opening (borrowed; I < count). */
 size_t dk_guest_nb_warnings(const struct dk_guest *g);
 const char *dk_guest_warning(const struct dk_guest *g, size_t i);

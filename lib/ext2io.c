@@ -1,8 +1,9 @@
 /* ext2io.c - the libext2fs bridge: an io_manager over a dk_image view.
  *
  * Implements struct struct_io_manager (e2fsprogs lib/ext2fs/ext2_io.h) so
- * that ext2fs_open2() reads and writes a partition (image, offset, length)
- * through the public image API, whatever the format and backing chain.
+ * that ext2fs_open2() reads and writes a guest device (a partition: image,
+ * offset, length; or an LVM logical volume, see lib/guest-lvm.c) through
+ * the public image API, whatever the format and backing chain.
  * libext2fs only passes a name to open(), so views are kept in a small
  * registry and named "diskkit:<id>".
  *
@@ -58,8 +59,7 @@
 struct view {
     bool used;
     unsigned id;
-    struct dk_image *img;
-    uint64_t off, size;
+    struct dk_gdev dev;
     bool writable;
 };
 
@@ -90,21 +90,28 @@ static void et_init(void)
     initialize_ext2_error_table();      /* error_message() for EXT2_ET_* */
 }
 
-int dk_ext2io_register(struct dk_image *img, uint64_t off, uint64_t size,
-                       bool writable, char *name, size_t namelen)
+int dk_ext2io_register_dev(const struct dk_gdev *dev, bool writable, char *name,
+                           size_t namelen)
 {
     pthread_once(&et_once, et_init);
     pthread_mutex_lock(&reg_lock);
     for (size_t i = 0; i < REG_MAX; i++) {
         if (reg[i].used)
             continue;
-        reg[i] = (struct view){ true, reg_next_id++, img, off, size, writable };
+        reg[i] = (struct view){ true, reg_next_id++, *dev, writable };
         snprintf(name, namelen, "diskkit:%u", reg[i].id);
         pthread_mutex_unlock(&reg_lock);
         return 0;
     }
     pthread_mutex_unlock(&reg_lock);
     return -EMFILE;
+}
+
+int dk_ext2io_register(struct dk_image *img, uint64_t off, uint64_t size,
+                       bool writable, char *name, size_t namelen)
+{
+    struct dk_gdev dev = { .img = img, .off = off, .size = size };
+    return dk_ext2io_register_dev(&dev, writable, name, namelen);
 }
 
 void dk_ext2io_unregister(const char *name)
@@ -190,7 +197,7 @@ static errcode_t run_flush(struct chan *c, struct run *w)
 {
     if (w->len == 0)
         return 0;
-    int r = dk_pwrite(c->v.img, w->buf, w->len, c->v.off + w->off);
+    int r = dk_gdev_pwrite(&c->v.dev, w->buf, w->len, w->off);
     c->stats.bytes_written += w->len;
     w->len = 0;
     return r < 0 ? EXT2_ET_SHORT_WRITE : 0;
@@ -259,7 +266,7 @@ static errcode_t span(io_channel ch, unsigned long long block, int count,
                                : (uint64_t)count * (uint64_t)ch->block_size;
     uint64_t o;
     if (__builtin_mul_overflow(block, (uint64_t)ch->block_size, &o) ||
-        !dk_range_inside(o, bytes, c->v.size))
+        !dk_range_inside(o, bytes, c->v.dev.size))
         return EXT2_ET_LLSEEK_FAILED;
     *off = o;
     *len = (size_t)bytes;
@@ -300,7 +307,7 @@ static void cache_invalidate(io_channel ch, struct chan *c, uint64_t off, size_t
 static errcode_t read_miss(io_channel ch, struct chan *c, uint64_t block, void *data)
 {
     size_t bs = (size_t)ch->block_size;
-    uint64_t nblocks = c->v.size / bs, n = 1;
+    uint64_t nblocks = c->v.dev.size / bs, n = 1;
     if (block == c->next_miss && (c->ra || (c->ra = malloc(RA_BLOCKS * bs))))
         n = nblocks - block < RA_BLOCKS ? nblocks - block : RA_BLOCKS;
     uint8_t *buf = n > 1 ? c->ra : data;
@@ -308,7 +315,7 @@ static errcode_t read_miss(io_channel ch, struct chan *c, uint64_t block, void *
     errcode_t e = wflush_overlap(c, block * bs, n * bs);
     if (e)
         return e;
-    if (dk_pread(c->v.img, buf, (size_t)(n * bs), c->v.off + block * bs) < 0)
+    if (dk_gdev_pread(&c->v.dev, buf, (size_t)(n * bs), block * bs) < 0)
         return EXT2_ET_SHORT_READ;
     c->stats.bytes_read += n * bs;
     for (uint64_t i = 0; i < n; i++) {
@@ -344,7 +351,7 @@ static errcode_t ch_read_blk64(io_channel ch, unsigned long long block, int coun
     }
     if ((e = wflush_overlap(c, off, len)))
         return e;
-    if (dk_pread(c->v.img, data, len, c->v.off + off) < 0)
+    if (dk_gdev_pread(&c->v.dev, data, len, off) < 0)
         return EXT2_ET_SHORT_READ;
     c->stats.bytes_read += len;
     return 0;
@@ -401,7 +408,7 @@ static errcode_t ch_pwrite(io_channel ch, uint64_t off, size_t len, const void *
     errcode_t e = wflush_overlap(c, off, len);
     if (e)
         return e;
-    if (dk_pwrite(c->v.img, data, len, c->v.off + off) < 0)
+    if (dk_gdev_pwrite(&c->v.dev, data, len, off) < 0)
         return EXT2_ET_SHORT_WRITE;
     c->stats.bytes_written += len;
     return 0;
@@ -430,7 +437,7 @@ static errcode_t ch_write_byte(io_channel ch, unsigned long offset, int count,
     if (ch->magic != EXT2_ET_MAGIC_IO_CHANNEL)
         return EXT2_ET_MAGIC_IO_CHANNEL;
     struct chan *c = ch->private_data;
-    if (count < 0 || !dk_range_inside(offset, (uint64_t)count, c->v.size))
+    if (count < 0 || !dk_range_inside(offset, (uint64_t)count, c->v.dev.size))
         return EXT2_ET_LLSEEK_FAILED;
     return ch_pwrite(ch, offset, (size_t)count, data);
 }
@@ -445,7 +452,7 @@ static errcode_t ch_flush(io_channel ch)
     errcode_t e = wflush(c);
     if (e)
         return e;
-    return dk_flush(c->v.img) < 0 ? EIO : 0;
+    return dk_gdev_flush(&c->v.dev) < 0 ? EIO : 0;
 }
 
 static errcode_t ch_set_option(io_channel ch, const char *option, const char *arg)

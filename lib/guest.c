@@ -6,8 +6,11 @@
  * error message (under g->lock), so it can
  * be shared between threads.
  *
- * Known gaps: LVM logical volumes and md RAID members are listed by their
- * signature only; their contents are not assembled.
+ * LVM2 volume groups are assembled afterwards (lib/guest-lvm.c) and their
+ * logical volumes become devices "/dev/VG/LV" after the partitions.
+ *
+ * Known gaps: md RAID members are listed by their signature only; their
+ * contents are not assembled.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -41,8 +44,13 @@ const char *dk_guest_errmsg(const struct dk_guest *g)
     return g->errmsg;
 }
 
-static int add_warning(struct dk_guest *g, const char *w)
+int dk_guest_add_warning(struct dk_guest *g, const char *fmt, ...)
 {
+    char w[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w, sizeof(w), fmt, ap);
+    va_end(ap);
     char **nw = realloc(g->warnings, (g->nwarnings + 1) * sizeof(*nw));
     if (!nw)
         return -ENOMEM;
@@ -91,7 +99,7 @@ static int scan_disk(struct dk_guest *g, unsigned i, struct dk_error *err)
         goto out;
     }
     for (size_t k = 0; k < t->nwarnings && r == 0; k++)
-        r = add_warning(g, t->warnings[k]);
+        r = dk_guest_add_warning(g, "%s", t->warnings[k]);
     for (size_t k = 0; k < t->nparts && r == 0; k++) {
         const struct dk_partition *p = &t->parts[k];
         g->parts[g->nparts++] = *p;
@@ -137,6 +145,10 @@ struct dk_guest *dk_guest_open(struct dk_image **imgs, size_t n, unsigned flags,
             return NULL;
         }
     }
+    if (dk_guest_lvm_scan(g, err) < 0) {
+        dk_guest_close(g);
+        return NULL;
+    }
     return g;
 }
 
@@ -147,6 +159,7 @@ void dk_guest_close(struct dk_guest *g)
     for (size_t i = 0; i < g->nwarnings; i++)
         free(g->warnings[i]);
     free(g->warnings);
+    dk_guest_lvm_free(g);
     free(g->parts);
     free(g->fs);
     pthread_mutex_destroy(&g->lock);
@@ -175,21 +188,38 @@ const struct dk_fsinfo *dk_guest_filesystems(const struct dk_guest *g, size_t *n
     return g->fs;
 }
 
+static const struct dk_fsinfo *find_exact(const struct dk_guest *g, const char *name)
+{
+    for (size_t i = 0; i < g->nfs; i++)
+        if (!strcmp(g->fs[i].device, name))
+            return &g->fs[i];
+    return NULL;
+}
+
 const struct dk_fsinfo *dk_guest_find(const struct dk_guest *g, const char *device)
 {
     char name[DK_DEVNAME_MAX];
     if (!device || strlen(device) >= sizeof(name))
         return NULL;
+    const struct dk_fsinfo *f = find_exact(g, device);
+    if (f)
+        return f;
+    if (!strncmp(device, "/dev/mapper/", 12)) {
+        for (size_t i = 0; i < g->nlvs; i++)
+            if (!strcmp(dk_guest_lv_mapper(g, i), device))
+                return find_exact(g, g->lvs[i].device);
+        return NULL;
+    }
+    /* The guest's own names for the same disk: virtio (vd), IDE (hd), Xen
+     * (xvd); never for "/dev/VG/LV" (a VG may be called "vdata"). */
     memcpy(name, device, strlen(device) + 1);
-    /* The guest's own names for the same disk: virtio (vd), IDE (hd), Xen (xvd). */
+    if (strchr(name + 5, '/'))
+        return NULL;
     if (!strncmp(name, "/dev/vd", 7) || !strncmp(name, "/dev/hd", 7))
         name[5] = 's';
     else if (!strncmp(name, "/dev/xvd", 8))
         memmove(name + 5, name + 6, strlen(name + 6) + 1), name[5] = 's';
-    for (size_t i = 0; i < g->nfs; i++)
-        if (!strcmp(g->fs[i].device, name))
-            return &g->fs[i];
-    return NULL;
+    return find_exact(g, name);
 }
 
 size_t dk_guest_nb_warnings(const struct dk_guest *g)

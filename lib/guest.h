@@ -62,6 +62,9 @@ void dk_uuid_format(char out[37], const uint8_t u[16], bool mixed);
 
 /* ---------------------------------------------------- lib/guest.c */
 
+struct lvm_vg;
+struct lvm_lv;
+
 struct dk_guest {
     struct dk_image *imgs[DK_GUEST_MAX_DISKS];
     size_t ndisks;
@@ -71,11 +74,51 @@ struct dk_guest {
     size_t nfs;
     char **warnings;
     size_t nwarnings;
+    struct lvm_vg **vgs;                /* assembled VGs (lib/guest-lvm.c) */
+    size_t nvgs;
+    struct dk_lvinfo *lvs;              /* visible LVs, and for each */
+    const struct lvm_vg **lv_vg;        /*   its VG */
+    const struct lvm_lv **lv_lv;        /*   and its LV */
+    size_t nlvs;
     pthread_mutex_t lock;               /* protects errmsg */
     char errmsg[1024];
 };
 int dk_guest_set_error(struct dk_guest *g, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+int dk_guest_add_warning(struct dk_guest *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------ lib/guest-lvm.c */
+
+/* A device of a guest as a byte range: a partition or whole disk (one
+ * range of one image) or a logical volume (extents on PVs). */
+struct dk_gdev {
+    struct dk_guest *g;
+    struct dk_image *img;               /* partitions: image, offset */
+    uint64_t off, size;
+    const struct lvm_vg *vg;            /* LVs: VG and LV (img NULL) */
+    const struct lvm_lv *lv;
+};
+/* Assembles the VGs whose PVs are among the guest's devices and adds
+ * their LVs to g->fs and g->lvs (called once by dk_guest_open). Damaged
+ * PVs become warnings. Returns 0 or -ENOMEM (with ERR). */
+int dk_guest_lvm_scan(struct dk_guest *g, struct dk_error *err);
+void dk_guest_lvm_free(struct dk_guest *g);
+/* "/dev/mapper/VG-LV" of g->lvs[I] ("" if it has none). */
+const char *dk_guest_lv_mapper(const struct dk_guest *g, size_t i);
+/* The device behind F. Returns 0, or -ENOENT / -ENOTSUP (an LV that
+ * cannot be read) with the reason in ERR. */
+int dk_gdev_get(struct dk_guest *g, const struct dk_fsinfo *f, struct dk_gdev *d,
+                struct dk_error *err);
+/* I/O relative to the device start (range checked by the caller); 0 or
+ * -errno with the message on the image. */
+int dk_gdev_pread(const struct dk_gdev *d, void *buf, size_t len, uint64_t off);
+int dk_gdev_pwrite(const struct dk_gdev *d, const void *buf, size_t len, uint64_t off);
+int dk_gdev_flush(const struct dk_gdev *d);
+/* An image the device lies on that is open read-only, or NULL. */
+struct dk_image *dk_gdev_read_only(const struct dk_gdev *d);
+/* Why the device must not be written (an LV with snapshots), or NULL. */
+const char *dk_gdev_no_write(const struct dk_gdev *d);
 
 /* --------------------------------------------------- lib/ext2io.c */
 
@@ -85,6 +128,8 @@ int dk_guest_set_error(struct dk_guest *g, int err, const char *fmt, ...)
 extern io_manager dk_ext2_io_manager;
 int dk_ext2io_register(struct dk_image *img, uint64_t off, uint64_t size,
                        bool writable, char *name, size_t namelen);
+int dk_ext2io_register_dev(const struct dk_gdev *dev, bool writable, char *name,
+                           size_t namelen);
 void dk_ext2io_unregister(const char *name);
 /* errcode_t (errno or EXT2_ET_*) to a negative errno for our callers. */
 int dk_ext2_errno(errcode_t e);

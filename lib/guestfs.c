@@ -258,13 +258,16 @@ static int check_open_rw(struct dk_fs *fs, unsigned flags, struct dk_error *err)
 static struct dk_fs *fs_setup(struct dk_guest *g, const struct dk_fsinfo *f,
                               unsigned flags, struct dk_error *err)
 {
-    struct dk_image *img = dk_guest_image(g, (size_t)(f->device[7] - 'a'));
-    if (!img) {
-        dk_error_set(err, -ENOENT, "%s: no such disk", f->device);
+    struct dk_gdev dev;
+    if (dk_gdev_get(g, f, &dev, err) < 0)
+        return NULL;
+    if ((flags & DK_FS_RDWR) && dk_gdev_no_write(&dev)) {
+        dk_error_set(err, -EROFS, "%s", dk_gdev_no_write(&dev));
         return NULL;
     }
-    if ((flags & DK_FS_RDWR) && dk_image_read_only(img)) {
-        dk_error_set(err, -EROFS, strcmp(dk_image_format(img), "raw") ?
+    struct dk_image *ro = (flags & DK_FS_RDWR) ? dk_gdev_read_only(&dev) : NULL;
+    if (ro) {
+        dk_error_set(err, -EROFS, strcmp(dk_image_format(ro), "raw") ?
                      "%s: the image is open read-only" : "%s: the image is open read-only "
                      "(a raw image found by probing is only written with an explicit -f raw)",
                      f->device);
@@ -280,8 +283,7 @@ static struct dk_fs *fs_setup(struct dk_guest *g, const struct dk_fsinfo *f,
     fs->type = !strcmp(f->type, "ext2") ? "ext2" : !strcmp(f->type, "ext3") ? "ext3" : "ext4";
     fs->rdwr = flags & DK_FS_RDWR;
     pthread_mutex_init(&fs->lock, NULL);
-    int r = dk_ext2io_register(img, f->offset, f->size, fs->rdwr, fs->ioname,
-                               sizeof(fs->ioname));
+    int r = dk_ext2io_register_dev(&dev, fs->rdwr, fs->ioname, sizeof(fs->ioname));
     if (r < 0) {
         dk_error_set(err, r, "%s: too many open filesystems", f->device);
         pthread_mutex_destroy(&fs->lock);
@@ -307,6 +309,9 @@ struct dk_fs *dk_fs_open(struct dk_guest *g, const char *device, unsigned flags,
             dk_error_set(err, -ENOENT, "%s: no such device in this guest", device);
         return NULL;
     }
+    struct dk_gdev dev;
+    if (!f->readable && dk_gdev_get(g, f, &dev, err) == -ENOTSUP)
+        return NULL;                    /* an LV diskkit cannot map: why */
     if (!f->readable) {
         dk_error_set(err, -ENOTSUP, "%s: cannot read %s%s contents (diskkit reads "
                      "ext2, ext3 and ext4)", f->device, strcmp(f->type, "unknown") ?

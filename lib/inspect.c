@@ -14,8 +14,12 @@
  * Every guest file is read with a size cap (INSPECT_MAX_FILE) and parsed
  * as untrusted text.
  *
- * Known gaps: Linux only (no Windows registry, BSD disklabels); LVM and
- * btrfs subvolume roots are not found; one OS per guest.
+ * LVM2 logical volumes are devices of the guest (lib/guest-lvm.c): a root
+ * on one is found like any other, and fstab's /dev/VG/LV and
+ * /dev/mapper/VG-LV names resolve through dk_guest_find.
+ *
+ * Known gaps: Linux only (no Windows registry, BSD disklabels); btrfs
+ * subvolume roots are not found; one OS per guest.
  * SPDX-License-Identifier: MIT
  */
 #include <ctype.h>

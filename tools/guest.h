@@ -47,9 +47,9 @@ struct gop {
     const char *summary;
 };
 
-extern const struct gop gop_list_partitions, gop_list_filesystems, gop_inspect, gop_df,
-    gop_ls, gop_cat, gop_copy_out, gop_copy_in, gop_write, gop_mkdir, gop_rm,
-    gop_getxattrs, gop_setxattr, gop_removexattr;
+extern const struct gop gop_list_partitions, gop_list_filesystems, gop_list_lvs,
+    gop_inspect, gop_df, gop_ls, gop_cat, gop_copy_out, gop_copy_in, gop_write, gop_mkdir,
+    gop_rm, gop_getxattrs, gop_setxattr, gop_removexattr;
 /* All operations, NULL-terminated (for the shell and its help). */
 extern const struct gop *const gops[];
 

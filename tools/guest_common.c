@@ -11,8 +11,8 @@
 #include "guest.h"
 
 const struct gop *const gops[] = {
-    &gop_list_partitions, &gop_list_filesystems, &gop_inspect, &gop_df, &gop_ls,
-    &gop_cat, &gop_copy_out, &gop_copy_in, &gop_write, &gop_mkdir, &gop_rm,
+    &gop_list_partitions, &gop_list_filesystems, &gop_list_lvs, &gop_inspect, &gop_df,
+    &gop_ls, &gop_cat, &gop_copy_out, &gop_copy_in, &gop_write, &gop_mkdir, &gop_rm,
     &gop_getxattrs, &gop_setxattr, &gop_removexattr, NULL,
 };
 

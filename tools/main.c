@@ -27,6 +27,7 @@ int cmd_measure(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 int cmd_list_partitions(int argc, char **argv);
 int cmd_list_filesystems(int argc, char **argv);
+int cmd_list_lvs(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_df(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
@@ -64,6 +65,7 @@ static const struct command commands[] = {
     { "dd", cmd_dd, "copy part of an image into a new image, dd style" },
     { "list-partitions", cmd_list_partitions, "list the guest's partitions" },
     { "list-filesystems", cmd_list_filesystems, "list the guest's filesystems" },
+    { "list-lvs", cmd_list_lvs, "list the guest's LVM2 logical volumes" },
     { "inspect", cmd_inspect, "describe the guest's operating system" },
     { "df", cmd_df, "show free space on the guest's filesystems" },
     { "ls", cmd_ls, "list a guest directory" },
