@@ -41,7 +41,7 @@ else
     run convert -p -f raw -O raw disk.raw back.raw
     run compare disk.raw back.raw
 fi
-for f in vmdk vdi; do
+for f in vmdk vdi vpc; do
     if has_fmt "$f"; then
         run convert -O "$f" disk.raw "disk.$f"
         run compare disk.raw "disk.$f"
