@@ -43,7 +43,9 @@ else
 fi
 for f in vmdk vdi vpc; do
     if has_fmt "$f"; then
-        run convert -O "$f" disk.raw "disk.$f"
+        # force_size keeps a VHD at the exact size (else CHS rounding grows it)
+        if [ "$f" = vpc ]; then run convert -O vpc -o force_size=on disk.raw disk.vpc
+        else run convert -O "$f" disk.raw "disk.$f"; fi
         run compare disk.raw "disk.$f"
         chain+=("disk.$f")
     fi
