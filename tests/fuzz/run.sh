@@ -5,7 +5,7 @@
 #
 # Builds seed images with qemu-img, qemu-io, mkfs.ext4 -d and sfdisk (qcow2
 # v2/v3 with a snapshot, zlib and zstd compressed qcow2, sparse and stream
-# VMDK, VDI; GPT, MBR and whole-disk ext4), then runs images.py (image
+# VMDK, VDI, dynamic VHD; GPT, MBR and whole-disk ext4), then runs images.py (image
 # metadata: info, check, map, convert, convert --salvage, check -r all,
 # snapshot -l) and guest.py (partition tables and ext4 metadata:
 # list-filesystems, inspect, ls -lR, cat, df, shell writes) on N mutated
@@ -35,6 +35,7 @@ qemu-img convert -c -O qcow2 -o compression_type=zstd,cluster_size=4k base.raw s
 qemu-img convert -O vmdk base.raw seeds/s.vmdk
 qemu-img convert -O vmdk -o subformat=streamOptimized base.raw seeds/st.vmdk
 qemu-img convert -O vdi base.raw seeds/d.vdi
+qemu-img convert -O vpc base.raw seeds/v.vpc
 
 cd "$WORK/guest"
 mkdir -p tree/etc tree/usr/bin
