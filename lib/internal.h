@@ -248,6 +248,7 @@ extern const struct dk_driver dk_drv_qcow2;
 extern const struct dk_driver dk_drv_vmdk;
 extern const struct dk_driver dk_drv_vdi;
 extern const struct dk_driver dk_drv_vpc;
+extern const struct dk_driver dk_drv_vhdx;
 
 /* ------------------------------------------------- locking (lib/lock.c) */
 
