@@ -6,19 +6,23 @@
  * reference for what is accepted.
  *
  * Invariants after a successful open:
- *  1. s->bat holds lay.bat_entries host-order entries, read from inside the
+ *  1. Every read of the file after the headers goes through vhdx_pread, so
+ *     it sees the file as the replayed log (s->ovl, empty when the log is
+ *     clean) leaves it; s->file_size is that file's size.
+ *  2. s->bat holds lay.bat_entries host-order entries, read from inside the
  *     file; the payload entry of guest block b is bat[vhdx_bat_index(b)].
- *  2. Every payload entry that is FULLY_PRESENT and not marked bad points
+ *  3. Every payload entry that is FULLY_PRESENT and not marked bad points
  *     at a block lying wholly inside the file and outside the header
  *     section, log, BAT and metadata regions.
- *  3. Entries marked bad (past EOF, overlapping metadata, partially
+ *  4. Entries marked bad (past EOF, overlapping metadata, partially
  *     present or unknown states in a disk without parent) do not fail the
  *     open, so `check` can count them, but every read or block status
  *     touching one fails with a corruption error naming the entry.
  *
  * Known gaps: no writes and no creation (a read-write open fails with a
  * one-line message, nothing is ever written); differencing images are
- * refused; a log that needs replay is refused (see vhdx-log.c).
+ * refused; a log that needs replay is replayed into memory only
+ * (vhdx-log.c), the file keeps needing a replay.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -80,6 +84,7 @@ static int open_regions(struct dk_image *img)
     for (int i = 0; i < 2; i++) {
         uint64_t off = i ? VHDX_REGION2_OFF : VHDX_REGION1_OFF;
         r = dk_file_pread_eof0(img->file, buf, VHDX_REGION_SIZE, off);
+        vhdx_overlay_apply(&s->ovl, buf, VHDX_REGION_SIZE, off);
         if (r < 0) {
             free(buf);
             return dk_set_error(img, r, "vhdx: cannot read the region table: %s",
@@ -111,7 +116,7 @@ static int open_metadata(struct dk_image *img)
     char msg[256];
     if (!table)
         return dk_set_error(img, -ENOMEM, "out of memory");
-    int r = dk_file_pread(img->file, table, VHDX_META_TABLE_SIZE, s->lay.meta.offset);
+    int r = vhdx_pread(img, table, VHDX_META_TABLE_SIZE, s->lay.meta.offset);
     if (r < 0) {
         free(table);
         return dk_set_error(img, r, "vhdx: cannot read the metadata table: %s", strerror(-r));
@@ -124,7 +129,7 @@ static int open_metadata(struct dk_image *img)
     for (int k = 0; k < VHDX_M_COUNT; k++) {
         if (off[k] == UINT32_MAX || !vhdx_meta_item_len[k])
             continue;
-        r = dk_file_pread(img->file, item[k], vhdx_meta_item_len[k], s->lay.meta.offset + off[k]);
+        r = vhdx_pread(img, item[k], vhdx_meta_item_len[k], s->lay.meta.offset + off[k]);
         if (r < 0)
             return dk_set_error(img, r, "vhdx: cannot read metadata: %s", strerror(-r));
     }
@@ -186,7 +191,7 @@ static int open_bat(struct dk_image *img)
     if (!s->bat || !s->bad)
         return dk_set_error(img, -ENOMEM, "out of memory for a %" PRIu64 "-entry BAT",
                             l->bat_entries);
-    int r = dk_file_pread(img->file, s->bat, bytes, l->bat.offset);
+    int r = vhdx_pread(img, s->bat, bytes, l->bat.offset);
     if (r < 0)
         return dk_set_error(img, r, "vhdx: cannot read the BAT: %s", strerror(-r));
     for (uint64_t i = 0; i < l->bat_entries; i++)
@@ -211,7 +216,8 @@ static int vhdx_open(struct dk_image *img)
     if (memcmp(sig, VHDX_FILE_SIG, 8))
         return dk_set_error(img, -EINVAL, "vhdx: not a VHDX image (no \"vhdxfile\" "
                             "identifier)");
-    if ((r = open_headers(img)) < 0 || (r = vhdx_log_check(img)) < 0 ||
+    s->real_file_size = s->file_size;
+    if ((r = open_headers(img)) < 0 || (r = vhdx_log_replay(img)) < 0 ||
         (r = open_regions(img)) < 0 || (r = open_metadata(img)) < 0 ||
         (r = open_bat(img)) < 0)
         return r;
@@ -224,6 +230,20 @@ static void vhdx_close(struct dk_image *img)
     struct vhdx_state *s = img->priv;
     free(s->bat);
     free(s->bad);
+    vhdx_overlay_free(&s->ovl);
+}
+
+int vhdx_pread(struct dk_image *img, void *buf, size_t len, uint64_t off)
+{
+    struct vhdx_state *s = img->priv;
+    if (!s->ovl.n)
+        return dk_file_pread(img->file, buf, len, off);
+    /* The log may have grown the file: what lies past its end reads as
+     * zeros unless the log wrote it. */
+    int r = dk_file_pread_eof0(img->file, buf, len, off);
+    if (r == 0)
+        vhdx_overlay_apply(&s->ovl, buf, len, off);
+    return r;
 }
 
 /* ----------------------------------------------------------- reading */
@@ -275,6 +295,12 @@ static int vhdx_block_status(struct dk_image *img, uint64_t off, uint64_t len,
     ext->flags = DK_BS_DATA | DK_BS_ALLOCATED | DK_BS_OFFSET_VALID;
     ext->host_offset = block_host(s, b) + in;
     ext->host_file = img->filename;
+    if (s->ovl.n && (vhdx_overlay_touches(&s->ovl, ext->host_offset, ext->length) ||
+                     !dk_range_inside(ext->host_offset, ext->length, s->real_file_size))) {
+        /* Patched by the replayed log: the file does not hold these bytes. */
+        ext->flags &= ~DK_BS_OFFSET_VALID;
+        return 0;
+    }
     bool fdata;
     uint64_t frun;
     int r = dk_file_extent(img->file, ext->host_offset, ext->length, &fdata, &frun);
@@ -299,7 +325,7 @@ static int vhdx_read(struct dk_image *img, void *buf, size_t len, uint64_t off)
             return bad_entry(img, b);
         if (block_present(s, b)) {
             uint64_t host = block_host(s, b) + in;
-            int r = dk_file_pread(img->file, p, n, host);
+            int r = vhdx_pread(img, p, n, host);
             if (r < 0)
                 return dk_set_error(img, r, "vhdx: read at host offset %" PRIu64 ": %s",
                                     host, strerror(-r));
@@ -326,15 +352,23 @@ static int vhdx_info(struct dk_image *img, struct dk_info *info)
 
 /* What qemu 7.2's check does: each payload entry that is fully present but
  * lies (partly) past the end of the file or over the metadata is a
- * corruption; a log replayed on open would count as fixed, but diskkit
- * never replays (such an image does not open). Entries in states that make
- * reads fail are counted too (qemu does not look at them). Nothing is
- * repaired: the image cannot be opened for writing. */
+ * corruption. qemu counts a log it replayed into the file on a read-write
+ * open as a fixed corruption; diskkit replays only into memory and notes
+ * it. Entries in states that make reads fail are counted too (qemu does
+ * not look at them). Nothing is repaired: the image cannot be opened for
+ * writing. */
 int vhdx_check(struct dk_image *img, unsigned fix, struct dk_check_result *res,
                dk_report_fn report, void *opaque)
 {
     struct vhdx_state *s = img->priv;
     (void)fix;
+    if (s->replayed && report) {
+        /* Not a corruption: a log in use is what a crash leaves behind. */
+        char line[160];
+        snprintf(line, sizeof(line), "Note: the log needs replay; %" PRIu32 " log entries "
+                 "were replayed in memory (the file is unchanged)", s->replayed);
+        report(opaque, line);
+    }
     for (uint64_t b = 0; b < s->lay.payload_blocks; b++) {
         const char *why = entry_problem(s, b);
         if (!why)

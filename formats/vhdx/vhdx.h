@@ -55,6 +55,11 @@
 #define VHDX_LOG_SIG           0x65676f6cu      /* "loge" */
 #define VHDX_LOG_SECTOR        4096u
 #define VHDX_LOG_ENTRY_HDR     64u
+/* A log in use is read into memory whole to be replayed: 64 MiB is 64
+ * times the size Hyper-V and qemu create. The search checksums at most
+ * VHDX_LOG_CRC_BUDGET bytes, so a crafted log cannot make it slow. */
+#define VHDX_LOG_REPLAY_MAX    (64u << 20)
+#define VHDX_LOG_CRC_BUDGET    (1ull << 30)
 
 /* Spec ranges: block size a power of two from 1 to 256 MiB; at most
  * 64 TiB of virtual disk. The cap on the disk size bounds the BAT held in
@@ -112,14 +117,40 @@ struct vhdx_layout {
     uint64_t bat_entries;        /* including interleaved bitmap entries */
 };
 
+/* One valid log entry, and a sequence of them laid end to end. */
+struct vhdx_log_entry {
+    uint32_t pos, length;
+    uint64_t sequence;
+    uint32_t descriptors;
+    uint64_t flushed_offset, last_offset;
+};
+struct vhdx_log_seq {
+    uint32_t start, count;       /* count 0: no valid sequence */
+    struct vhdx_log_entry last;
+};
+
+/* The replayed log: file ranges that read as DATA (4 KiB) or zeros,
+ * applied in order over what the file holds. */
+struct vhdx_ovl_item {
+    uint64_t off, len;
+    uint8_t *data;               /* NULL: zeros */
+};
+struct vhdx_overlay {
+    struct vhdx_ovl_item *items;
+    size_t n, cap;
+};
+
 struct vhdx_state {
-    uint64_t file_size;
+    uint64_t file_size;          /* as the replayed log leaves it */
+    uint64_t real_file_size;     /* as on disk */
     struct vhdx_header hdr;      /* the active header */
     int active;                  /* 0 or 1: which copy */
     struct vhdx_layout lay;
     uint64_t *bat;               /* bat_entries, host order */
     uint8_t *bad;                /* one bit per payload block, NULL if none */
     uint64_t nbad;
+    struct vhdx_overlay ovl;     /* the replayed log, empty when clean */
+    uint32_t replayed;           /* log entries replayed into ovl */
 };
 
 /* ------------------------------------------------ vhdx-parse.c */
@@ -159,11 +190,24 @@ uint64_t vhdx_bitmap_index(const struct vhdx_layout *lay, uint64_t b);
 bool vhdx_overlaps_metadata(const struct vhdx_state *s, uint64_t off, uint64_t len);
 
 /* ------------------------------------------------ vhdx-log.c */
-/* 0 when the log needs no replay; -EPERM (message set) when it holds a
- * valid entry of the active log GUID; other -errno on read errors. */
-int vhdx_log_check(struct dk_image *img);
+/* Finds the active sequence in the LEN-byte log LOG written under GUID
+ * (BEST->count 0: none). -E2BIG when the search gave up. */
+int vhdx_log_find(const uint8_t *log, uint32_t len, const uint8_t *guid,
+                  struct vhdx_log_seq *best);
+/* Appends the writes of SEQ to O, in order. */
+int vhdx_log_build(const uint8_t *log, uint32_t len, const uint8_t *guid,
+                   const struct vhdx_log_seq *seq, struct vhdx_overlay *o);
+/* Patches BUF (file bytes OFF..OFF+LEN) with the overlay. */
+void vhdx_overlay_apply(const struct vhdx_overlay *o, uint8_t *buf, size_t len, uint64_t off);
+bool vhdx_overlay_touches(const struct vhdx_overlay *o, uint64_t off, uint64_t len);
+void vhdx_overlay_free(struct vhdx_overlay *o);
+/* Replays a log in use into s->ovl (and may raise s->file_size to the
+ * size the log gives the file). 0 when clean or replayed. */
+int vhdx_log_replay(struct dk_image *img);
 
 /* ------------------------------------------------ vhdx.c */
+/* Reads file bytes as they are after the log replay. */
+int vhdx_pread(struct dk_image *img, void *buf, size_t len, uint64_t off);
 int vhdx_check(struct dk_image *img, unsigned fix, struct dk_check_result *res,
                dk_report_fn report, void *opaque);
 

@@ -311,6 +311,111 @@ START_TEST(bat_interleave)
 }
 END_TEST
 
+
+/* Writes a log entry at POS of LOG (LEN bytes): one "desc" for file
+ * offset DOFF holding bytes FILL, one "zero" for ZOFF/ZLEN. Returns the
+ * entry length. */
+static uint32_t put_entry(uint8_t *log, uint32_t len, uint32_t pos, uint64_t seq,
+                          const uint8_t *guid, uint64_t doff, uint8_t fill,
+                          uint64_t zoff, uint64_t zlen)
+{
+    uint8_t e[8192];
+    memset(e, 0, sizeof(e));
+    dk_put_le32(e, VHDX_LOG_SIG);
+    dk_put_le32(e + 8, sizeof(e));
+    dk_put_le64(e + 16, seq);
+    dk_put_le32(e + 24, 2);
+    memcpy(e + 32, guid, 16);
+    dk_put_le64(e + 48, 1 << 20);
+    dk_put_le64(e + 56, 1 << 20);
+    uint8_t *d = e + 64;                      /* "desc" */
+    memcpy(d, "desc", 4);
+    memset(d + 4, fill, 4);                   /* trailing bytes */
+    memset(d + 8, fill, 8);                   /* leading bytes */
+    dk_put_le64(d + 16, doff);
+    dk_put_le64(d + 24, seq);
+    d += 32;                                  /* "zero" */
+    memcpy(d, "zero", 4);
+    dk_put_le64(d + 8, zlen);
+    dk_put_le64(d + 16, zoff);
+    dk_put_le64(d + 24, seq);
+    uint8_t *ds = e + 4096;                   /* data sector */
+    memcpy(ds, "data", 4);
+    dk_put_le32(ds + 4, (uint32_t)(seq >> 32));
+    memset(ds + 8, fill, 4084);
+    dk_put_le32(ds + 4092, (uint32_t)seq);
+    dk_put_le32(e + 4, vhdx_checksum(e, sizeof(e), 4));
+    for (uint32_t i = 0; i < sizeof(e); i += 4096)   /* may wrap */
+        memcpy(log + (pos + i) % len, e + i, 4096);
+    return sizeof(e);
+}
+
+START_TEST(log_find_and_replay)
+{
+    const uint32_t len = 1 << 20;
+    uint8_t *log = calloc(1, len), guid[16], other[16];
+    memset(guid, 0x5a, 16);
+    memset(other, 0x33, 16);
+    struct vhdx_log_seq seq;
+    struct vhdx_overlay o;
+    memset(&o, 0, sizeof(o));
+    /* Empty log: nothing. */
+    ck_assert_int_eq(vhdx_log_find(log, len, guid, &seq), 0);
+    ck_assert_uint_eq(seq.count, 0);
+    /* An old sequence (5, 6) and a newer one (9, 10) wrapping the end;
+     * an entry under another GUID is ignored. */
+    put_entry(log, len, 0, 5, guid, 0x200000, 0x11, 0, 0);
+    put_entry(log, len, 8192, 6, guid, 0x201000, 0x22, 0, 0);
+    put_entry(log, len, 65536, 20, other, 0x200000, 0x77, 0, 0);
+    ck_assert_int_eq(vhdx_log_find(log, len, guid, &seq), 0);
+    ck_assert_uint_eq(seq.start, 0);
+    ck_assert_uint_eq(seq.count, 2);
+    ck_assert_uint_eq(seq.last.sequence, 6);
+    put_entry(log, len, len - 8192, 9, guid, 0x200000, 0x33, 0x300000, 0x2000);
+    ck_assert_int_eq(vhdx_log_find(log, len, guid, &seq), 0);
+    ck_assert_uint_eq(seq.start, len - 8192);
+    ck_assert_uint_eq(seq.count, 1);          /* 9 is followed by 5, not 10 */
+    ck_assert_uint_eq(seq.last.sequence, 9);
+    /* Put 10 right after 9 (that is, at 0, over the old 5). */
+    put_entry(log, len, 0, 10, guid, 0x200000, 0x44, 0, 0);
+    ck_assert_int_eq(vhdx_log_find(log, len, guid, &seq), 0);
+    ck_assert_uint_eq(seq.start, len - 8192);
+    ck_assert_uint_eq(seq.count, 2);
+    ck_assert_uint_eq(seq.last.sequence, 10);
+    ck_assert_int_eq(vhdx_log_build(log, len, guid, &seq, &o), 0);
+    ck_assert_uint_eq(o.n, 3);                /* desc 9, zero 9, desc 10 */
+    uint8_t buf[3 * 4096];
+    memset(buf, 0xee, sizeof(buf));
+    vhdx_overlay_apply(&o, buf, sizeof(buf), 0x200000 - 4096);
+    ck_assert_uint_eq(buf[0], 0xee);          /* before: untouched */
+    ck_assert_uint_eq(buf[4096], 0x44);       /* 10 wins over 9 */
+    ck_assert_uint_eq(buf[8191], 0x44);
+    ck_assert_uint_eq(buf[8192], 0xee);
+    memset(buf, 0xee, sizeof(buf));
+    vhdx_overlay_apply(&o, buf, sizeof(buf), 0x300000 - 4096);
+    ck_assert_uint_eq(buf[4095], 0xee);
+    ck_assert_uint_eq(buf[4096], 0);          /* zero descriptor, 8 KiB */
+    ck_assert_uint_eq(buf[3 * 4096 - 1], 0);
+    ck_assert(vhdx_overlay_touches(&o, 0x301fff, 1));
+    ck_assert(!vhdx_overlay_touches(&o, 0x302000, 4096));
+    vhdx_overlay_free(&o);
+    /* A damaged data sector makes entry 9 invalid: 10 alone is left. */
+    log[len - 4096 + 100] ^= 1;
+    ck_assert_int_eq(vhdx_log_find(log, len, guid, &seq), 0);
+    ck_assert_uint_eq(seq.start, 0);
+    ck_assert_uint_eq(seq.count, 1);
+    ck_assert_uint_eq(seq.last.sequence, 10);
+    /* Bad descriptor sequence number: invalid even with a good CRC. */
+    put_entry(log, len, 0, 10, guid, 0x200000, 0x44, 0, 0);
+    dk_put_le64(log + 64 + 24, 8);
+    dk_put_le32(log + 4, 0);
+    dk_put_le32(log + 4, vhdx_checksum(log, 8192, 4));
+    ck_assert_int_eq(vhdx_log_find(log, len, guid, &seq), 0);
+    ck_assert_uint_eq(seq.last.sequence, 6);  /* back to the old sequence */
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("vhdx");
@@ -323,6 +428,7 @@ int main(void)
     tcase_add_test(tc, metadata_rules);
     tcase_add_test(tc, item_rules);
     tcase_add_test(tc, bat_interleave);
+    tcase_add_test(tc, log_find_and_replay);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
