@@ -33,8 +33,9 @@
  * it means an empty log.
  *
  * qemu replays only on a read-write open and refuses a read-only one;
- * diskkit, read-only, replays into memory: driver reads of the file go
- * through vhdx_pread, which patches the overlay in.
+ * diskkit replays into memory and never writes the replay back: driver
+ * reads of the file go through vhdx_pread, which patches the overlay in,
+ * and a read-write open of such an image is refused.
  *
  * Known gaps: logs larger than VHDX_LOG_REPLAY_MAX are refused when in
  * use; the entries' tail field is not used to trim the sequence.

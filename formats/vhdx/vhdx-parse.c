@@ -18,10 +18,10 @@
 #include "vhdx.h"
 
 /* GUIDs in their on-disk byte order (data1..3 little-endian). */
-static const uint8_t guid_bat[16] = {
+const uint8_t vhdx_guid_bat[16] = {
     0x66, 0x77, 0xc2, 0x2d, 0x23, 0xf6, 0x00, 0x42,
     0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08 };
-static const uint8_t guid_meta[16] = {
+const uint8_t vhdx_guid_meta[16] = {
     0x06, 0xa2, 0x7c, 0x8b, 0x90, 0x47, 0x9a, 0x4b,
     0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e };
 static const uint8_t guid_file_params[16] = {
@@ -176,9 +176,9 @@ int vhdx_region_parse(const uint8_t *buf, size_t len, uint64_t file_size,
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *e = buf + 16 + (size_t)i * 32;
         int r = 0;
-        if (!memcmp(e, guid_bat, 16))
+        if (!memcmp(e, vhdx_guid_bat, 16))
             r = region_take(e, file_size, &lay->bat, &bat, "BAT", msg, msg_len);
-        else if (!memcmp(e, guid_meta, 16))
+        else if (!memcmp(e, vhdx_guid_meta, 16))
             r = region_take(e, file_size, &lay->meta, &meta, "metadata", msg, msg_len);
         else if (dk_le32(e + 28) & VHDX_REGION_REQUIRED)
             return UNSUP("unknown required region (entry %" PRIu32 ")", i);
@@ -202,6 +202,11 @@ static const char *const meta_names[VHDX_M_COUNT] = {
     "file parameters", "virtual disk size", "page 83 data", "logical sector size",
     "physical sector size", "parent locator" };
 const uint32_t vhdx_meta_item_len[VHDX_M_COUNT] = { 8, 8, 16, 4, 4, 0 };
+
+const uint8_t *vhdx_meta_guid(int k)
+{
+    return meta_guids[k];
+}
 
 int vhdx_meta_table_parse(const uint8_t *t, uint32_t region_len,
                           uint32_t off[VHDX_M_COUNT], char *msg, size_t msg_len)

@@ -1,5 +1,6 @@
-/* vhdx.c - Hyper-V VHDX images, read-only: open (headers, region table,
- * metadata, BAT), reads, block status, info and check.
+/* vhdx.c - Hyper-V VHDX images: open (headers, region table, metadata,
+ * BAT), reads, block status, info and check; writes are in vhdx-write.c,
+ * creation in vhdx-create.c.
  *
  * Spec: MS-VHDX 1.0; layout summary in vhdx.h, decoding and validation
  * in vhdx-parse.c, the log in vhdx-log.c. qemu 7.2 block/vhdx.c is the
@@ -19,10 +20,9 @@
  *     open, so `check` can count them, but every read or block status
  *     touching one fails with a corruption error naming the entry.
  *
- * Known gaps: no writes and no creation (a read-write open fails with a
- * one-line message, nothing is ever written); differencing images are
- * refused; a log that needs replay is replayed into memory only
- * (vhdx-log.c), the file keeps needing a replay.
+ * Known gaps: differencing images are refused; a log that needs replay is
+ * replayed into memory only (vhdx-log.c): the file keeps needing a replay
+ * and a read-write open of it is refused.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -206,8 +206,6 @@ static int vhdx_open(struct dk_image *img)
 {
     struct vhdx_state *s = img->priv;
     uint8_t sig[8];
-    if (!img->read_only)
-        return dk_set_error(img, -EROFS, "vhdx: read-only support: cannot open for writing");
     int r = dk_file_size(img->file, &s->file_size);
     if (r < 0)
         return dk_set_error(img, r, "cannot get size: %s", strerror(-r));
@@ -222,12 +220,23 @@ static int vhdx_open(struct dk_image *img)
         (r = open_bat(img)) < 0)
         return r;
     img->size = s->lay.disk_size;
+    if (img->read_only)
+        return 0;
+    if (s->ovl.n)
+        return dk_set_error(img, -EROFS, "vhdx: the log needs replay: cannot open for "
+                            "writing (diskkit replays the log in memory for reading only)");
+    if (s->nbad && !(img->flags & DK_OPEN_REPAIR))
+        dk_corrupt(img, "vhdx: %" PRIu64 " BAT entries are invalid; the image is read-only",
+                   s->nbad);
     return 0;
 }
 
 static void vhdx_close(struct dk_image *img)
 {
     struct vhdx_state *s = img->priv;
+    /* Also after dk_corrupt: entries pending describe blocks written. */
+    if (s->bat && s->dirty_lo < s->dirty_hi && !img->file->read_only)
+        vhdx_flush(img);
     free(s->bat);
     free(s->bad);
     vhdx_overlay_free(&s->ovl);
@@ -391,10 +400,14 @@ const struct dk_driver dk_drv_vhdx = {
     .name = "vhdx",
     .state_size = sizeof(struct vhdx_state),
     .features = 0,
+    .create_opts = vhdx_create_opts,
     .probe = vhdx_probe,
     .open = vhdx_open,
     .close = vhdx_close,
     .read = vhdx_read,
+    .write = vhdx_write,
+    .flush = vhdx_flush,
+    .create = vhdx_create,
     .block_status = vhdx_block_status,
     .info = vhdx_info,
     .check = vhdx_check,

@@ -151,9 +151,14 @@ struct vhdx_state {
     uint64_t nbad;
     struct vhdx_overlay ovl;     /* the replayed log, empty when clean */
     uint32_t replayed;           /* log entries replayed into ovl */
+    /* Writes (vhdx-write.c): BAT entries [dirty_lo, dirty_hi) changed in
+     * memory; headers_done once this session's header update is on disk. */
+    uint64_t dirty_lo, dirty_hi;
+    bool headers_done;
 };
 
 /* ------------------------------------------------ vhdx-parse.c */
+extern const uint8_t vhdx_guid_bat[16], vhdx_guid_meta[16];
 uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len);
 /* CRC-32C of LEN bytes with the 4-byte field at CSUM_OFF taken as zero. */
 uint32_t vhdx_checksum(const uint8_t *buf, size_t len, size_t csum_off);
@@ -174,6 +179,7 @@ int vhdx_region_parse(const uint8_t *buf, size_t len, uint64_t file_size,
 enum { VHDX_M_PARAMS, VHDX_M_SIZE, VHDX_M_PAGE83, VHDX_M_LOGICAL, VHDX_M_PHYSICAL,
        VHDX_M_PARENT, VHDX_M_COUNT };
 extern const uint32_t vhdx_meta_item_len[VHDX_M_COUNT];
+const uint8_t *vhdx_meta_guid(int k);      /* item GUID, on-disk order */
 /* Parses the 64 KiB metadata table of a region of REGION_LEN bytes: OFF
  * gets each item's offset in the region (UINT32_MAX when absent). */
 int vhdx_meta_table_parse(const uint8_t *table, uint32_t region_len,
@@ -204,6 +210,18 @@ void vhdx_overlay_free(struct vhdx_overlay *o);
 /* Replays a log in use into s->ovl (and may raise s->file_size to the
  * size the log gives the file). 0 when clean or replayed. */
 int vhdx_log_replay(struct dk_image *img);
+
+/* ------------------------------------------------ vhdx-create.c */
+int vhdx_random(void *buf, size_t len);
+int vhdx_new_guid(uint8_t *g);             /* random, version 4 */
+/* Encodes H into a zeroed 4 KiB BUF, checksum included. */
+void vhdx_header_encode(const struct vhdx_header *h, uint8_t *buf);
+int vhdx_create(const struct dk_create_ctx *c);
+extern const struct dk_optdesc vhdx_create_opts[];
+
+/* ------------------------------------------------ vhdx-write.c */
+int vhdx_write(struct dk_image *img, const void *buf, size_t len, uint64_t off);
+int vhdx_flush(struct dk_image *img);
 
 /* ------------------------------------------------ vhdx.c */
 /* Reads file bytes as they are after the log replay. */

@@ -1,5 +1,5 @@
 /* check_vhdx.c - VHDX structure parsing (formats/vhdx/vhdx-parse.c):
- * CRC-32C, header decode/validate/pick, log fields, region table,
+ * CRC-32C, header decode/encode/validate/pick, log fields, region table,
  * metadata table and items, BAT index arithmetic (chunk ratio and the
  * sector bitmap interleave). Image-level tests are in
  * tests/interop/vhdx.sh. */
@@ -416,6 +416,29 @@ START_TEST(log_find_and_replay)
 }
 END_TEST
 
+START_TEST(header_encode_round_trip)
+{
+    struct vhdx_header h, d;
+    uint8_t buf[VHDX_HEADER_SIZE];
+    memset(&h, 0, sizeof(h));
+    h.signature = VHDX_HEADER_SIG;
+    h.sequence = 0x0123456789abcdefull;
+    ck_assert_int_eq(vhdx_new_guid(h.file_write_guid), 0);
+    ck_assert_int_eq(h.file_write_guid[7] >> 4, 4);     /* version 4, LE data3 */
+    memset(h.data_write_guid, 0xd1, 16);
+    h.version = 1;
+    h.log_length = 2 << 20;
+    h.log_offset = 1 << 20;
+    vhdx_header_encode(&h, buf);
+    ck_assert_int_eq(buf[8], 0xef);
+    ck_assert_int_eq(buf[15], 0x01);
+    ck_assert_int_eq(vhdx_header_decode(buf, sizeof(buf), &d), 0);
+    ck_assert_int_eq(vhdx_header_validate(buf, &d, msg, sizeof(msg)), 0);
+    h.checksum = d.checksum;
+    ck_assert(memcmp(&h, &d, sizeof(h)) == 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("vhdx");
@@ -423,6 +446,7 @@ int main(void)
     tcase_add_test(tc, crc32c_known_values);
     tcase_add_test(tc, header_rules);
     tcase_add_test(tc, header_pick);
+    tcase_add_test(tc, header_encode_round_trip);
     tcase_add_test(tc, log_fields);
     tcase_add_test(tc, region_rules);
     tcase_add_test(tc, metadata_rules);
