@@ -310,16 +310,8 @@ static int vhdx_block_status(struct dk_image *img, uint64_t off, uint64_t len,
         ext->flags &= ~DK_BS_OFFSET_VALID;
         return 0;
     }
-    bool fdata;
-    uint64_t frun;
-    int r = dk_file_extent(img->file, ext->host_offset, ext->length, &fdata, &frun);
-    if (r < 0)
-        return dk_set_error(img, r, "vhdx: block status: %s", strerror(-r));
-    if (frun && frun < ext->length)
-        ext->length = frun;
-    if (!fdata)
-        ext->flags |= DK_BS_ZERO;
-    return 0;
+    int r = dk_file_extent_clip(img->file, ext);
+    return r < 0 ? dk_set_error(img, r, "vhdx: block status: %s", strerror(-r)) : 0;
 }
 
 static int vhdx_read(struct dk_image *img, void *buf, size_t len, uint64_t off)
