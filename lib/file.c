@@ -262,3 +262,17 @@ int dk_file_extent(struct dk_file *f, uint64_t off, uint64_t len, bool *data, ui
     *run = (h < 0 || (uint64_t)h <= off) ? len : DK_MIN((uint64_t)h - off, len);
     return 0;
 }
+
+int dk_file_extent_clip(struct dk_file *f, struct dk_extent *ext)
+{
+    bool data;
+    uint64_t run;
+    int r = dk_file_extent(f, ext->host_offset, ext->length, &data, &run);
+    if (r < 0)
+        return r;
+    if (run && run < ext->length)
+        ext->length = run;
+    if (!data)
+        ext->flags |= DK_BS_ZERO;
+    return 0;
+}

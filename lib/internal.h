@@ -63,6 +63,9 @@ int dk_file_prealloc_full(struct dk_file *f, uint64_t off, uint64_t len);
  * LEN) starting at OFF. Files without support report all data. */
 int dk_file_extent(struct dk_file *f, uint64_t off, uint64_t len,
                    bool *data, uint64_t *run);
+/* For a data extent EXT with a host offset in F: clips it to the file's
+ * data or hole run at that offset and adds DK_BS_ZERO for a hole. */
+int dk_file_extent_clip(struct dk_file *f, struct dk_extent *ext);
 
 /* ---------------------------------------------------------- the handle */
 
@@ -248,6 +251,7 @@ extern const struct dk_driver dk_drv_qcow2;
 extern const struct dk_driver dk_drv_vmdk;
 extern const struct dk_driver dk_drv_vdi;
 extern const struct dk_driver dk_drv_vpc;
+extern const struct dk_driver dk_drv_vhdx;
 
 /* ------------------------------------------------- locking (lib/lock.c) */
 

@@ -17,6 +17,7 @@ static const struct dk_driver *const drivers[] = {
     &dk_drv_vmdk,
     &dk_drv_vdi,
     &dk_drv_vpc,
+    &dk_drv_vhdx,
 };
 
 static const char *names[DK_ARRAY_SIZE(drivers) + 1];

@@ -47,9 +47,11 @@ static const char *const vmdk_order[] = {
     "toolsversion", "subformat", "zeroed_grain", NULL };
 static const char *const vdi_order[] = { "size", "static=off", NULL };
 static const char *const raw_order[] = { "size", "preallocation", NULL };
+static const char *const vhdx_order[] = {
+    "size", "log_size=1048576", "block_size=0", "subformat", "block_state_zero", NULL };
 static const struct fmt_order orders[] = {
     { "qcow2", qcow2_order }, { "vmdk", vmdk_order }, { "vdi", vdi_order },
-    { "raw", raw_order },
+    { "raw", raw_order }, { "vhdx", vhdx_order },
 };
 
 static bool is_size_opt(const char *fmt, const char *key)

@@ -418,16 +418,8 @@ static int vdi_block_status(struct dk_image *img, uint64_t off, uint64_t len,
      * `map` prints the same for both tools. */
     if (s->hdr.image_type != VDI_TYPE_STATIC)
         return 0;
-    bool data;
-    uint64_t frun;
-    int r = dk_file_extent(img->file, ext->host_offset, ext->length, &data, &frun);
-    if (r < 0)
-        return dk_set_error(img, r, "vdi: block status: %s", strerror(-r));
-    if (frun && frun < ext->length)
-        ext->length = frun;
-    if (!data)
-        ext->flags |= DK_BS_ZERO;
-    return 0;
+    int r = dk_file_extent_clip(img->file, ext);
+    return r < 0 ? dk_set_error(img, r, "vdi: block status: %s", strerror(-r)) : 0;
 }
 
 /* ---------------------------------------------------------------- I/O */
