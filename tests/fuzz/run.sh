@@ -5,7 +5,7 @@
 #
 # Builds seed images with qemu-img, qemu-io, mkfs.ext4 -d and sfdisk (qcow2
 # v2/v3 with a snapshot, zlib and zstd compressed qcow2, sparse and stream
-# VMDK, VDI, dynamic VHD; GPT, MBR and whole-disk ext4), then runs images.py (image
+# VMDK, VDI, dynamic VHD, VHDX; GPT, MBR and whole-disk ext4), then runs images.py (image
 # metadata: info, check, map, convert, convert --salvage, check -r all,
 # snapshot -l) and guest.py (partition tables and ext4 metadata:
 # list-filesystems, inspect, ls -lR, cat, df, shell writes) on N mutated
@@ -36,6 +36,7 @@ qemu-img convert -O vmdk base.raw seeds/s.vmdk
 qemu-img convert -O vmdk -o subformat=streamOptimized base.raw seeds/st.vmdk
 qemu-img convert -O vdi base.raw seeds/d.vdi
 qemu-img convert -O vpc base.raw seeds/v.vpc
+qemu-img convert -O vhdx base.raw seeds/x.vhdx
 
 cd "$WORK/guest"
 mkdir -p tree/etc tree/usr/bin
