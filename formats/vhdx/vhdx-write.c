@@ -108,7 +108,7 @@ int vhdx_write(struct dk_image *img, const void *buf, size_t len, uint64_t off)
         uint64_t e = s->bat[vhdx_bat_index(&s->lay, b)];
         unsigned st = (unsigned)(e & VHDX_BAT_STATE_MASK);
         r = 0;
-        if (s->nbad && (s->bad[b / 8] >> (b % 8)) & 1)
+        if (vhdx_is_bad(s, b))
             return dk_corrupt(img, "vhdx: write to a block with an invalid BAT entry");
         if (st == VHDX_BAT_FULLY_PRESENT) {
             uint64_t host = (e & VHDX_BAT_OFF_MASK) + in;

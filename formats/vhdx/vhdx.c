@@ -143,10 +143,6 @@ static void set_bad(struct vhdx_state *s, uint64_t b)
     s->nbad++;
 }
 
-static bool is_bad(const struct vhdx_state *s, uint64_t b)
-{
-    return s->nbad && (s->bad[b / 8] >> (b % 8)) & 1;
-}
 
 /* Bytes of guest block B inside the disk (the last block may be short). */
 static uint64_t block_need(const struct vhdx_layout *l, uint64_t b)
@@ -286,11 +282,11 @@ static int vhdx_block_status(struct dk_image *img, uint64_t off, uint64_t len,
 {
     struct vhdx_state *s = img->priv;
     uint64_t bs = s->lay.block_size, b = off / bs, in = off % bs, run = bs - in;
-    if (is_bad(s, b))
+    if (vhdx_is_bad(s, b))
         return bad_entry(img, b);
     bool data = block_present(s, b);
     for (uint64_t nb = b + 1; run < len && nb < s->lay.payload_blocks; nb++) {
-        if (is_bad(s, nb) || block_present(s, nb) != data)
+        if (vhdx_is_bad(s, nb) || block_present(s, nb) != data)
             break;
         if (data && block_host(s, nb) != block_host(s, nb - 1) + bs)
             break;
@@ -322,7 +318,7 @@ static int vhdx_read(struct dk_image *img, void *buf, size_t len, uint64_t off)
     while (len) {
         uint64_t b = off / bs, in = off % bs;
         size_t n = (size_t)DK_MIN((uint64_t)len, bs - in);
-        if (is_bad(s, b))
+        if (vhdx_is_bad(s, b))
             return bad_entry(img, b);
         if (block_present(s, b)) {
             uint64_t host = block_host(s, b) + in;

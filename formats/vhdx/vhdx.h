@@ -229,4 +229,10 @@ int vhdx_pread(struct dk_image *img, void *buf, size_t len, uint64_t off);
 int vhdx_check(struct dk_image *img, unsigned fix, struct dk_check_result *res,
                dk_report_fn report, void *opaque);
 
+/* True when payload block B has an invalid BAT entry (found at open). */
+static inline bool vhdx_is_bad(const struct vhdx_state *s, uint64_t b)
+{
+    return s->nbad && (s->bad[b / 8] >> (b % 8)) & 1;
+}
+
 #endif /* DK_FORMATS_VHDX_H */
